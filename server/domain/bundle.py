@@ -1,0 +1,202 @@
+"""Update modes and bundle planning: validate, merge in order, and decide what to write."""
+
+from __future__ import annotations
+
+import enum
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .names import data_unit_id_problem, shorten
+from .validator import CompiledValidator, EncodedRecord, Problem, encode_record, record_size_problem
+
+MAX_BUNDLE_UPDATES = 1000
+
+
+class UpdateMode(enum.Enum):
+    MERGE = "merge"
+    REPLACE = "replace"
+    KEEP_EXISTING = "keep_existing"
+
+
+def apply_update(
+    current: Mapping[str, object] | None,
+    patch: Mapping[str, object],
+    mode: UpdateMode,
+    hidden_keys: frozenset[str] = frozenset(),
+) -> dict[str, object]:
+    """The record after one update.
+
+    merge follows RFC 7386 for a flat object: keys are set and null removes a key.
+    replace keeps only the patch's non-null keys, plus stored values of soft-deleted
+    keys, which the caller cannot see and a restore must bring back.
+    keep_existing adds only keys the record does not have; nulls are ignored.
+    """
+    if mode is UpdateMode.REPLACE:
+        result = {k: v for k, v in patch.items() if v is not None}
+        if current and hidden_keys:
+            result.update((k, v) for k, v in current.items() if k in hidden_keys)
+        return result
+    result = dict(current) if current else {}
+    if mode is UpdateMode.MERGE:
+        for key, value in patch.items():
+            if value is None:
+                result.pop(key, None)
+            else:
+                result[key] = value
+    else:
+        for key, value in patch.items():
+            if value is not None and key not in result:
+                result[key] = value
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataUpdate:
+    data_unit_id: str
+    values: dict[str, object]
+    mode: UpdateMode = UpdateMode.MERGE
+    # Problems found while decoding the wire form (e.g. a value with no kind).
+    decode_problems: tuple[Problem, ...] = ()
+
+
+@dataclass(slots=True)
+class StoredRecord:
+    data_unit_id: str
+    values: dict[str, object]
+    revision: int
+    schema_version: int
+    updated_at: datetime | None = None
+
+
+class Outcome(enum.Enum):
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    REJECTED = "rejected"
+    NOT_APPLIED = "not_applied"
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    index: int
+    data_unit_id: str
+    outcome: Outcome
+    revision: int = 0
+    problems: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordWrite:
+    """The final state of one data unit after the bundle, and how to store it."""
+
+    data_unit_id: str
+    encoded: EncodedRecord
+    revision: int
+    # Revision read before planning; 0 when the record did not exist. The
+    # store refuses the write if the row moved on meanwhile.
+    previous_revision: int
+    embeddings_to_upsert: dict[str, bytes]
+    embeddings_to_delete: tuple[str, ...]
+
+
+@dataclass
+class BundlePlan:
+    schema_version: int
+    results: list[UpdateResult]
+    writes: list[RecordWrite] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> bool:
+        return any(r.outcome is Outcome.REJECTED for r in self.results)
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.results if r.outcome is outcome)
+
+
+@dataclass(slots=True)
+class _Working:
+    values: dict[str, object]
+    revision: int
+    encoded: EncodedRecord | None = None
+
+
+def check_update(
+    validator: CompiledValidator, update: MetadataUpdate, *, coerce_strings: bool
+) -> tuple[dict[str, object], list[Problem]]:
+    """The normalised patch and every problem of one update or record."""
+    problems = list(update.decode_problems)
+    id_problem = data_unit_id_problem(update.data_unit_id)
+    if id_problem:
+        problems.append(Problem("", "data_unit_id", id_problem, shorten(update.data_unit_id)))
+    patch, value_problems = validator.check(update.values, coerce_strings=coerce_strings)
+    problems.extend(value_problems)
+    return patch, problems
+
+
+def plan_bundle(
+    validator: CompiledValidator,
+    updates: Sequence[MetadataUpdate],
+    existing: Mapping[str, StoredRecord],
+    *,
+    partial: bool,
+    coerce_strings: bool = False,
+) -> BundlePlan:
+    """Validate and apply `updates` in order over `existing`.
+
+    Updates to one data unit chain: each sees the result of the previous one.
+    Unless `partial`, one rejected update turns every other result into
+    NOT_APPLIED and the plan has no writes.
+    """
+    working = {duid: _Working(rec.values, rec.revision) for duid, rec in existing.items()}
+    hidden = validator.hidden_keys
+    results: list[UpdateResult] = []
+    for index, update in enumerate(updates):
+        duid = update.data_unit_id
+        patch, problems = check_update(validator, update, coerce_strings=coerce_strings)
+        if problems:
+            results.append(UpdateResult(index, duid, Outcome.REJECTED, problems=tuple(problems)))
+            continue
+        current = working.get(duid)
+        values = apply_update(current.values if current else None, patch, update.mode, hidden)
+        if current is not None and values == current.values:
+            results.append(UpdateResult(index, duid, Outcome.UNCHANGED, current.revision))
+            continue
+        encoded = encode_record(values)
+        size_problem = record_size_problem(encoded.size)
+        if size_problem:
+            results.append(UpdateResult(index, duid, Outcome.REJECTED, problems=(size_problem,)))
+            continue
+        revision = (current.revision if current else 0) + 1
+        working[duid] = _Working(values, revision, encoded)
+        results.append(UpdateResult(index, duid, Outcome.APPLIED, revision))
+
+    plan = BundlePlan(validator.version, results)
+    if plan.rejected and not partial:
+        plan.results = [
+            r
+            if r.outcome is Outcome.REJECTED
+            else UpdateResult(r.index, r.data_unit_id, Outcome.NOT_APPLIED)
+            for r in results
+        ]
+        return plan
+    plan.writes = [
+        _record_write(duid, state, existing.get(duid))
+        for duid, state in working.items()
+        if state.encoded is not None
+    ]
+    return plan
+
+
+def _record_write(duid: str, state: _Working, before: StoredRecord | None) -> RecordWrite:
+    assert state.encoded is not None
+    old_embeddings = {k: v for k, v in before.values.items() if type(v) is array} if before else {}
+    new_embeddings = state.encoded.embeddings
+    upsert = {
+        k: raw
+        for k, raw in new_embeddings.items()
+        if k not in old_embeddings or old_embeddings[k] != state.values[k]
+    }
+    deleted = tuple(k for k in old_embeddings if k not in new_embeddings)
+    previous = before.revision if before else 0
+    return RecordWrite(duid, state.encoded, state.revision, previous, upsert, deleted)

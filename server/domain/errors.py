@@ -1,0 +1,177 @@
+"""The domain error hierarchy; each class maps to exactly one status code.
+
+    MetaregError
+    ├── InvalidArgument            INVALID_ARGUMENT
+    │   ├── InvalidName
+    │   ├── InvalidSchemaChange    (violations: changes[i])
+    │   ├── InvalidSchemaDocument  (violations: document["key"])
+    │   ├── InvalidMetadata        (violations: records[i] / updates[i]; detail)
+    │   ├── RequestTooLarge
+    │   └── InvalidPageToken
+    ├── NotFound                   NOT_FOUND
+    │   ├── SchemaNotFound
+    │   └── SchemaVersionNotFound
+    ├── FailedPrecondition         FAILED_PRECONDITION
+    │   ├── IncompatibleChange     (impact on stored records)
+    │   ├── IdempotencyKeyReused
+    │   └── DatabaseNotAtHead
+    ├── Aborted                    ABORTED
+    │   ├── VersionConflict
+    │   └── ConcurrentWrite
+    ├── ResourceExhausted          RESOURCE_EXHAUSTED
+    └── Unavailable                UNAVAILABLE
+        └── StorageUnavailable
+
+The api layer turns these into gRPC statuses; nothing here imports grpc.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+class ErrorCode(enum.Enum):
+    """Status codes a domain error can carry (names match grpc.StatusCode)."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    ABORTED = "ABORTED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One broken rule, addressed by a request field path such as `changes[2]`."""
+
+    field: str
+    description: str
+    reason: str = ""
+
+
+class MetaregError(Exception):
+    """Base of every error a client can cause or observe."""
+
+    code: ClassVar[ErrorCode]
+
+    def __init__(self, message: str, violations: Iterable[FieldViolation] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.violations: tuple[FieldViolation, ...] = tuple(violations)
+
+
+class InvalidArgument(MetaregError):
+    code = ErrorCode.INVALID_ARGUMENT
+
+
+class InvalidName(InvalidArgument):
+    """A schema name, key name or data unit id breaks its naming rule."""
+
+
+class InvalidSchemaChange(InvalidArgument):
+    """One or more schema changes break a rule; violations name `changes[i]`."""
+
+    @classmethod
+    def from_violations(cls, violations: Sequence[FieldViolation]) -> InvalidSchemaChange:
+        lines = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        noun = "change is" if len(violations) == 1 else "changes are"
+        return cls(f"{len(violations)} schema {noun} invalid: {lines}", violations)
+
+
+class InvalidSchemaDocument(InvalidArgument):
+    """An import document is malformed; violations name `document["key"]`."""
+
+
+class InvalidMetadata(InvalidArgument):
+    """Records or updates break schema rules; `detail` carries per-record results."""
+
+    def __init__(
+        self, message: str, violations: Iterable[FieldViolation] = (), detail: object = None
+    ) -> None:
+        super().__init__(message, violations)
+        self.detail = detail
+
+
+class RequestTooLarge(InvalidArgument):
+    """More items in one request than the documented limit."""
+
+
+class InvalidPageToken(InvalidArgument):
+    """A page token that this server did not issue for this listing."""
+
+
+class NotFound(MetaregError):
+    code = ErrorCode.NOT_FOUND
+
+
+class SchemaNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f'schema "{name}" does not exist')
+        self.name = name
+
+
+class SchemaVersionNotFound(NotFound):
+    def __init__(self, name: str, version: int, latest: int) -> None:
+        super().__init__(f'schema "{name}" has no version {version} (versions are 1..{latest})')
+
+
+class FailedPrecondition(MetaregError):
+    code = ErrorCode.FAILED_PRECONDITION
+
+
+class IncompatibleChange(FailedPrecondition):
+    """A schema change would make stored records invalid and force was not set."""
+
+    def __init__(self, message: str, impact: object) -> None:
+        super().__init__(message)
+        self.impact = impact
+
+
+class IdempotencyKeyReused(FailedPrecondition):
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f'idempotency key "{key}" was already used for a bundle with different content; '
+            "use a new key for a new bundle"
+        )
+
+
+class DatabaseNotAtHead(FailedPrecondition):
+    def __init__(self, current: str | None, head: str) -> None:
+        super().__init__(
+            f"database schema is at revision {current or 'none'}, but this server needs {head}; "
+            "run `metareg db upgrade` first"
+        )
+
+
+class Aborted(MetaregError):
+    code = ErrorCode.ABORTED
+
+
+class VersionConflict(Aborted):
+    def __init__(self, name: str, expected: int, latest: int) -> None:
+        super().__init__(
+            f'schema "{name}" is at version {latest}, not the expected version {expected}; '
+            "re-read the schema, re-apply your changes and save again"
+        )
+        self.latest = latest
+
+
+class ConcurrentWrite(Aborted):
+    """A concurrent transaction touched the same rows; the request can be retried."""
+
+
+class ResourceExhausted(MetaregError):
+    code = ErrorCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(MetaregError):
+    code = ErrorCode.UNAVAILABLE
+
+
+class StorageUnavailable(Unavailable):
+    """The database could not be reached or refused the connection."""

@@ -1,0 +1,321 @@
+"""Schema evolution: apply a list of changes to a schema state under the key rules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .errors import FieldViolation, InvalidSchemaChange
+from .names import enum_option_problem, key_name_problem, shorten
+from .schema import (
+    EMBEDDING_MAX_SIZE,
+    ENUM_MAX_OPTIONS,
+    MAX_DECLARED_KEYS,
+    VARCHAR_MAX_LENGTH,
+    KeyDefinition,
+    KeyState,
+    KeyType,
+    SchemaState,
+    parse_type_name,
+    valid_type_names,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AddScalar:
+    key: str
+    type: str
+    max_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetScalar:
+    key: str
+    type: str
+    max_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddEnum:
+    key: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AddEnumOptions:
+    key: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AddEmbedding:
+    key: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteKey:
+    key: str
+    hard: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreKey:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetOptions:
+    allow_unknown_keys: bool | None = None
+
+
+SchemaChange = (
+    AddScalar
+    | SetScalar
+    | AddEnum
+    | AddEnumOptions
+    | AddEmbedding
+    | DeleteKey
+    | RestoreKey
+    | SetOptions
+)
+
+
+class ChangeRejected(Exception):
+    """One change breaks a rule; collected into InvalidSchemaChange."""
+
+
+@dataclass(frozen=True)
+class Evolution:
+    """The outcome of applying changes: the new state and what each change did."""
+
+    before: SchemaState
+    after: SchemaState
+    applied: tuple[str, ...] = field(default=())
+
+    @property
+    def changed(self) -> bool:
+        return self.after != self.before
+
+
+def apply_changes(state: SchemaState, changes: Sequence[SchemaChange]) -> Evolution:
+    """Apply `changes` in order. Raises InvalidSchemaChange listing every bad change.
+
+    A change that fails is skipped so later changes are still checked; a later
+    change that depends on a failed one may then be reported as well.
+    """
+    current = state
+    applied: list[str] = []
+    violations: list[FieldViolation] = []
+    for index, change in enumerate(changes):
+        try:
+            result = _apply_one(current, change)
+        except ChangeRejected as rejected:
+            violations.append(FieldViolation(f"changes[{index}]", str(rejected), "schema_rule"))
+            continue
+        if result is not None:
+            current, summary = result
+            applied.append(summary)
+    if violations:
+        raise InvalidSchemaChange.from_violations(violations)
+    declared = len(current.keys)
+    if declared > MAX_DECLARED_KEYS:
+        raise InvalidSchemaChange.from_violations(
+            [
+                FieldViolation(
+                    "changes",
+                    f"a schema declares at most {MAX_DECLARED_KEYS} keys "
+                    f"(deleted keys included); these changes make {declared}",
+                    "schema_rule",
+                )
+            ]
+        )
+    return Evolution(state, current, tuple(applied))
+
+
+def _apply_one(state: SchemaState, change: SchemaChange) -> tuple[SchemaState, str] | None:
+    match change:
+        case AddScalar():
+            return _add_scalar(state, change)
+        case SetScalar():
+            return _set_scalar(state, change)
+        case AddEnum():
+            return _add_enum(state, change)
+        case AddEnumOptions():
+            return _add_enum_options(state, change)
+        case AddEmbedding():
+            return _add_embedding(state, change)
+        case DeleteKey():
+            return _delete_key(state, change)
+        case RestoreKey():
+            return _restore_key(state, change)
+        case SetOptions():
+            return _set_options(state, change)
+    raise ChangeRejected(f"unknown change {change!r}")  # pragma: no cover
+
+
+def _require_new_key(state: SchemaState, key: str) -> None:
+    problem = key_name_problem(key)
+    if problem:
+        raise ChangeRejected(problem)
+    existing = state.get(key)
+    if existing is None:
+        return
+    if existing.state is KeyState.HARD_DELETED:
+        raise ChangeRejected(
+            f'key "{key}" was hard-deleted; its name is reserved forever and cannot be reused'
+        )
+    if existing.state is KeyState.SOFT_DELETED:
+        raise ChangeRejected(
+            f'key "{key}" already exists (soft-deleted, {existing.describe_type()}); '
+            "use restore_key, or set_scalar to restore it with another scalar type"
+        )
+    raise ChangeRejected(f'key "{key}" already exists ({existing.describe_type()})')
+
+
+def _require_existing(state: SchemaState, key: str) -> KeyDefinition:
+    existing = state.get(key)
+    if existing is None:
+        raise ChangeRejected(f'schema has no key "{key}"')
+    return existing
+
+
+def _scalar_definition(key: str, type_name: str, max_length: int | None) -> KeyDefinition:
+    key_type = parse_type_name(type_name)
+    if key_type is None:
+        raise ChangeRejected(
+            f'unknown type {shorten(type_name)} for key "{key}"; valid types: {valid_type_names()}'
+        )
+    if key_type is KeyType.ENUM:
+        raise ChangeRejected(f'key "{key}": enum keys are declared with add_enum and their values')
+    if key_type is KeyType.EMBEDDING:
+        raise ChangeRejected(f'key "{key}": embedding keys are declared with add_embedding')
+    if key_type is not KeyType.VARCHAR:
+        if max_length is not None:
+            raise ChangeRejected(
+                f'key "{key}": max_length applies only to varchar, not {key_type.value}'
+            )
+        return KeyDefinition(key, key_type)
+    length = VARCHAR_MAX_LENGTH if max_length is None else max_length
+    if not 1 <= length <= VARCHAR_MAX_LENGTH:
+        raise ChangeRejected(
+            f'key "{key}": varchar max_length {length} is out of range 1..{VARCHAR_MAX_LENGTH}'
+        )
+    return KeyDefinition(key, key_type, max_length=length)
+
+
+def _add_scalar(state: SchemaState, change: AddScalar) -> tuple[SchemaState, str]:
+    _require_new_key(state, change.key)
+    definition = _scalar_definition(change.key, change.type, change.max_length)
+    return state.with_key(definition), f"add_scalar {change.key} {definition.describe_type()}"
+
+
+def _set_scalar(state: SchemaState, change: SetScalar) -> tuple[SchemaState, str] | None:
+    existing = _require_existing(state, change.key)
+    if existing.state is KeyState.HARD_DELETED:
+        raise ChangeRejected(f'key "{change.key}" was hard-deleted and cannot be changed')
+    if not existing.type.is_scalar:
+        raise ChangeRejected(
+            f'key "{change.key}" is an {existing.type.value} key; '
+            f"{existing.type.value} keys cannot change type"
+        )
+    definition = _scalar_definition(change.key, change.type, change.max_length)
+    if existing.active and existing.same_type(definition):
+        return None
+    verb = "set_scalar" if existing.active else "set_scalar (restoring)"
+    summary = (
+        f"{verb} {change.key} {existing.describe_type()} -> {definition.describe_type()}"
+        if not existing.same_type(definition)
+        else f"{verb} {change.key} {definition.describe_type()}"
+    )
+    return state.with_key(definition), summary
+
+
+def _enum_options_problem(key: str, values: Sequence[str], existing: Sequence[str]) -> str | None:
+    for value in values:
+        problem = enum_option_problem(value)
+        if problem:
+            return f'key "{key}": {problem}'
+    seen: set[str] = set(existing)
+    for value in values:
+        if value in seen:
+            where = "is already an option" if value in existing else "is listed twice"
+            return f'key "{key}": enum option {shorten(value)} {where}'
+        seen.add(value)
+    total = len(existing) + len(values)
+    if total > ENUM_MAX_OPTIONS:
+        return (
+            f'key "{key}": an enum has at most {ENUM_MAX_OPTIONS} options; this would make {total}'
+        )
+    return None
+
+
+def _add_enum(state: SchemaState, change: AddEnum) -> tuple[SchemaState, str]:
+    _require_new_key(state, change.key)
+    if not change.values:
+        raise ChangeRejected(f'key "{change.key}": an enum needs at least one option')
+    problem = _enum_options_problem(change.key, change.values, ())
+    if problem:
+        raise ChangeRejected(problem)
+    definition = KeyDefinition(change.key, KeyType.ENUM, enum_options=tuple(change.values))
+    return state.with_key(definition), f"add_enum {change.key} ({len(change.values)} options)"
+
+
+def _add_enum_options(state: SchemaState, change: AddEnumOptions) -> tuple[SchemaState, str]:
+    existing = _require_existing(state, change.key)
+    if existing.type is not KeyType.ENUM:
+        raise ChangeRejected(f'key "{change.key}" is {existing.describe_type()}, not an enum')
+    if not existing.active:
+        raise ChangeRejected(
+            f'key "{change.key}" is {existing.state.value.replace("_", "-")}; restore it first'
+        )
+    if not change.values:
+        raise ChangeRejected(f'key "{change.key}": add_enum_options needs at least one option')
+    problem = _enum_options_problem(change.key, change.values, existing.enum_options)
+    if problem:
+        raise ChangeRejected(problem)
+    definition = KeyDefinition(
+        change.key, KeyType.ENUM, enum_options=existing.enum_options + tuple(change.values)
+    )
+    added = ", ".join(change.values)
+    return state.with_key(definition), f"add_enum_options {change.key} +[{added}]"
+
+
+def _add_embedding(state: SchemaState, change: AddEmbedding) -> tuple[SchemaState, str]:
+    _require_new_key(state, change.key)
+    if not 1 <= change.size <= EMBEDDING_MAX_SIZE:
+        raise ChangeRejected(
+            f'key "{change.key}": embedding size {change.size} is out of range '
+            f"1..{EMBEDDING_MAX_SIZE}"
+        )
+    definition = KeyDefinition(change.key, KeyType.EMBEDDING, embedding_size=change.size)
+    return state.with_key(definition), f"add_embedding {change.key} {change.size}"
+
+
+def _delete_key(state: SchemaState, change: DeleteKey) -> tuple[SchemaState, str] | None:
+    existing = _require_existing(state, change.key)
+    target = KeyState.HARD_DELETED if change.hard else KeyState.SOFT_DELETED
+    if existing.state is KeyState.HARD_DELETED:
+        return None
+    if existing.state is target:
+        return None
+    kind = "hard" if change.hard else "soft"
+    return state.with_key(existing.with_state(target)), f"delete_key {change.key} ({kind})"
+
+
+def _restore_key(state: SchemaState, change: RestoreKey) -> tuple[SchemaState, str] | None:
+    existing = _require_existing(state, change.key)
+    if existing.state is KeyState.HARD_DELETED:
+        raise ChangeRejected(
+            f'key "{change.key}" was hard-deleted; its values are gone and it cannot be restored'
+        )
+    if existing.active:
+        return None
+    return state.with_key(existing.with_state(KeyState.ACTIVE)), f"restore_key {change.key}"
+
+
+def _set_options(state: SchemaState, change: SetOptions) -> tuple[SchemaState, str] | None:
+    allow = change.allow_unknown_keys
+    if allow is None or allow == state.allow_unknown_keys:
+        return None
+    return state.with_allow_unknown_keys(allow), f"set_options allow_unknown_keys={allow}"

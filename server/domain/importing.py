@@ -1,0 +1,185 @@
+"""Schema import: turn a desired-state document into schema changes.
+
+The document maps key -> type, in the legacy flat form (`{"camera_id": "varchar"}`)
+or the full form (`{"clip": {"type": "embedding", "size": 512}}`). Declared keys
+missing from it are soft-deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import FieldViolation, InvalidSchemaChange, InvalidSchemaDocument
+from .evolution import (
+    AddEmbedding,
+    AddEnum,
+    AddEnumOptions,
+    AddScalar,
+    DeleteKey,
+    Evolution,
+    RestoreKey,
+    SchemaChange,
+    SetOptions,
+    SetScalar,
+    apply_changes,
+)
+from .names import shorten
+from .schema import KeyDefinition, KeyState, KeyType, SchemaState, parse_type_name, valid_type_names
+
+_FIELDS = {
+    KeyType.VARCHAR: {"type", "max_length"},
+    KeyType.ENUM: {"type", "values"},
+    KeyType.EMBEDDING: {"type", "size"},
+}
+
+
+class _EntryError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredKey:
+    """One document entry, parsed but not yet checked against the schema rules."""
+
+    key: str
+    type: KeyType
+    type_name: str
+    max_length: int | None = None
+    values: tuple[str, ...] = ()
+    size: int | None = None
+
+
+def _integer(entry: Mapping[str, object], name: str) -> int | None:
+    raw = entry.get(name)
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not float(raw).is_integer():
+        raise _EntryError(f'"{name}" must be a whole number, got {shorten(raw)}')
+    return int(raw)
+
+
+def parse_entry(key: str, entry: object) -> DesiredKey:
+    if isinstance(entry, str):
+        entry = {"type": entry}
+    if not isinstance(entry, Mapping):
+        raise _EntryError(f'expected a type name or an object with "type", got {shorten(entry)}')
+    type_name = entry.get("type")
+    if not isinstance(type_name, str):
+        raise _EntryError(f'"type" must be a type name; valid types: {valid_type_names()}')
+    key_type = parse_type_name(type_name)
+    if key_type is None:
+        raise _EntryError(f"unknown type {shorten(type_name)}; valid types: {valid_type_names()}")
+    extra = set(entry) - _FIELDS.get(key_type, {"type"})
+    if extra:
+        raise _EntryError(
+            f"unexpected field(s) {', '.join(sorted(extra))} for type {key_type.value}"
+        )
+    if key_type is KeyType.ENUM:
+        values = entry.get("values")
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise _EntryError('an enum needs "values": a list of option strings')
+        return DesiredKey(key, key_type, type_name, values=tuple(values))
+    if key_type is KeyType.EMBEDDING:
+        size = _integer(entry, "size")
+        if size is None:
+            raise _EntryError('an embedding needs "size": the number of floats')
+        return DesiredKey(key, key_type, type_name, size=size)
+    return DesiredKey(key, key_type, type_name, max_length=_integer(entry, "max_length"))
+
+
+def parse_document(document: Mapping[str, object]) -> list[DesiredKey]:
+    desired: list[DesiredKey] = []
+    violations: list[FieldViolation] = []
+    for key, entry in document.items():
+        try:
+            desired.append(parse_entry(key, entry))
+        except _EntryError as error:
+            violations.append(FieldViolation(f'document["{key}"]', str(error), "document"))
+    if violations:
+        lines = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        raise InvalidSchemaDocument(f"invalid schema document: {lines}", violations)
+    return desired
+
+
+def _changes_for(current: KeyDefinition | None, want: DesiredKey) -> list[SchemaChange]:
+    """Changes that make one key match the document (raises _EntryError when impossible)."""
+    if current is None or current.state is KeyState.HARD_DELETED:
+        # A hard-deleted name is rejected by the evolution rules with their message.
+        if want.type is KeyType.ENUM:
+            return [AddEnum(want.key, want.values)]
+        if want.type is KeyType.EMBEDDING:
+            assert want.size is not None
+            return [AddEmbedding(want.key, want.size)]
+        return [AddScalar(want.key, want.type_name, want.max_length)]
+    restore: list[SchemaChange] = [] if current.active else [RestoreKey(want.key)]
+    if current.type.is_scalar and want.type.is_scalar:
+        changes: list[SchemaChange] = [SetScalar(want.key, want.type_name, want.max_length)]
+        return changes  # set_scalar restores a soft-deleted key itself
+    if current.type is not want.type:
+        raise _EntryError(
+            f"cannot change key from {current.describe_type()} to {want.type.value}: "
+            f"{current.type.value if not current.type.is_scalar else want.type.value} keys "
+            "cannot change type; use a new key name"
+        )
+    if want.type is KeyType.EMBEDDING:
+        if want.size != current.embedding_size:
+            raise _EntryError(
+                f"embedding size cannot change ({current.embedding_size} -> {want.size}); "
+                "use a new key name"
+            )
+        return restore
+    missing = [o for o in current.enum_options if o not in want.values]
+    if missing:
+        raise _EntryError(
+            "enum options are append-only; the document drops "
+            + ", ".join(shorten(o, 30) for o in missing)
+        )
+    added = tuple(v for v in want.values if v not in current.enum_options)
+    return restore + ([AddEnumOptions(want.key, added)] if added else [])
+
+
+def plan_import(
+    state: SchemaState,
+    document: Mapping[str, object],
+    allow_unknown_keys: bool | None = None,
+) -> Evolution:
+    """The evolution that makes `state` match `document`, checked under every rule."""
+    desired = parse_document(document)
+    changes: list[SchemaChange] = []
+    origins: list[str] = []
+    violations: list[FieldViolation] = []
+    for want in desired:
+        field = f'document["{want.key}"]'
+        try:
+            key_changes = _changes_for(state.get(want.key), want)
+        except _EntryError as error:
+            violations.append(FieldViolation(field, str(error), "document"))
+            continue
+        changes.extend(key_changes)
+        origins.extend([field] * len(key_changes))
+    wanted = {w.key for w in desired}
+    for definition in state.active_keys():
+        if definition.key not in wanted:
+            changes.append(DeleteKey(definition.key))
+            origins.append(f'document["{definition.key}"]')
+    if allow_unknown_keys is not None:
+        changes.append(SetOptions(allow_unknown_keys))
+        origins.append("allow_unknown_keys")
+    try:
+        evolution = apply_changes(state, changes)
+    except InvalidSchemaChange as error:
+        violations.extend(_relabel(error.violations, origins))
+    if violations:
+        lines = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        raise InvalidSchemaDocument(f"schema document cannot be imported: {lines}", violations)
+    return evolution
+
+
+def _relabel(violations: tuple[FieldViolation, ...], origins: list[str]) -> list[FieldViolation]:
+    relabelled = []
+    for v in violations:
+        index = v.field.removeprefix("changes[").removesuffix("]")
+        field = origins[int(index)] if index.isdigit() else v.field
+        relabelled.append(FieldViolation(field, v.description, v.reason))
+    return relabelled
