@@ -1,0 +1,1 @@
+"""Alembic migrations for the metareg database, shipped inside the package."""

@@ -1,0 +1,108 @@
+"""SQLAlchemy models. Rows never leave the storage package: repositories return domain objects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .types import JsonText, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class SchemaRow(Base):
+    """One named schema; `latest_version` is 0 until its first version is saved."""
+
+    __tablename__ = "schemas"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    latest_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SchemaVersionRow(Base):
+    """An immutable schema version: the full key state plus a summary of its changes."""
+
+    __tablename__ = "schema_versions"
+
+    schema_id: Mapped[int] = mapped_column(
+        ForeignKey("schemas.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    definition: Mapped[str] = mapped_column(Text)
+    changes: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RecordRow(Base):
+    """One data unit's metadata: scalar values as JSON, embeddings in RecordEmbeddingRow."""
+
+    __tablename__ = "metadata_records"
+
+    schema_id: Mapped[int] = mapped_column(
+        ForeignKey("schemas.id", ondelete="CASCADE"), primary_key=True
+    )
+    data_unit_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    data: Mapped[dict[str, object]] = mapped_column(JsonText)
+    schema_version: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RecordEmbeddingRow(Base):
+    """One embedding value, stored as little-endian float32 bytes."""
+
+    __tablename__ = "metadata_embeddings"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["schema_id", "data_unit_id"],
+            ["metadata_records.schema_id", "metadata_records.data_unit_id"],
+            ondelete="CASCADE",
+            name="fk_metadata_embeddings_record",
+        ),
+        Index("ix_metadata_embeddings_schema_key", "schema_id", "key"),
+    )
+
+    schema_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data_unit_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class IdempotencyRow(Base):
+    """The stored result of a bundle applied under an idempotency key."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
+
+    schema_id: Mapped[int] = mapped_column(
+        ForeignKey("schemas.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,340 @@
+"""Metadata record repository: bulk load and write, reads, deletes and key purges."""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import ColumnElement, Table, bindparam, delete, func, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from ..domain.bundle import RecordWrite, StoredRecord
+from ..domain.errors import ConcurrentWrite
+from .dialects import is_postgresql, upsert_insert
+from .models import RecordEmbeddingRow, RecordRow
+from .types import UTCDateTime
+
+records = cast(Table, RecordRow.__table__)
+embeddings = cast(Table, RecordEmbeddingRow.__table__)
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+def decode_vector(raw: bytes) -> array[float]:
+    vector = array("f")
+    vector.frombytes(raw)
+    if not _LITTLE_ENDIAN:  # pragma: no cover - stored little-endian everywhere
+        vector.byteswap()
+    return vector
+
+
+def encode_vector(vector: array[float]) -> bytes:
+    if _LITTLE_ENDIAN:
+        return vector.tobytes()
+    swapped = array("f", vector)  # pragma: no cover
+    swapped.byteswap()  # pragma: no cover
+    return swapped.tobytes()  # pragma: no cover
+
+
+def load_records(
+    session: Session, schema_id: int, data_unit_ids: Iterable[str]
+) -> dict[str, StoredRecord]:
+    """Stored records by data unit id, with every stored value (hidden ones included)."""
+    ids = list(dict.fromkeys(data_unit_ids))
+    if not ids:
+        return {}
+    connection = session.connection()
+    rows = connection.execute(
+        select(
+            records.c.data_unit_id,
+            records.c.data,
+            records.c.revision,
+            records.c.schema_version,
+            records.c.updated_at,
+        ).where(records.c.schema_id == schema_id, records.c.data_unit_id.in_(ids))
+    )
+    found = {
+        duid: StoredRecord(duid, data, revision, version, updated)
+        for duid, data, revision, version, updated in rows
+    }
+    if found:
+        vectors = connection.execute(
+            select(embeddings.c.data_unit_id, embeddings.c.key, embeddings.c.vector).where(
+                embeddings.c.schema_id == schema_id,
+                embeddings.c.data_unit_id.in_(list(found)),
+            )
+        )
+        for duid, key, raw in vectors:
+            found[duid].values[key] = decode_vector(raw)
+    return found
+
+
+_UPDATE_RECORD = (
+    update(records)
+    .where(
+        records.c.schema_id == bindparam("b_schema_id"),
+        records.c.data_unit_id == bindparam("b_data_unit_id"),
+        records.c.revision == bindparam("b_previous_revision"),
+    )
+    .values(
+        data=bindparam("b_data"),
+        schema_version=bindparam("b_schema_version"),
+        revision=bindparam("b_revision"),
+        updated_at=bindparam("b_updated_at"),
+    )
+)
+_DELETE_EMBEDDING = delete(embeddings).where(
+    embeddings.c.schema_id == bindparam("b_schema_id"),
+    embeddings.c.data_unit_id == bindparam("b_data_unit_id"),
+    embeddings.c.key == bindparam("b_key"),
+)
+
+
+def write_records(
+    session: Session,
+    schema_id: int,
+    writes: Sequence[RecordWrite],
+    schema_version: int,
+    now: datetime,
+) -> None:
+    """Store a bundle's final record states: one multi-row statement per table.
+
+    New records are inserted only if still absent and existing ones updated only
+    at the revision read earlier; if a concurrent writer got there first,
+    ConcurrentWrite rolls the whole bundle back.
+    """
+    ordered = sorted(writes, key=lambda w: w.data_unit_id)  # one lock order for all writers
+    connection = session.connection()
+    new = [w for w in ordered if w.previous_revision == 0]
+    if new:
+        statement = upsert_insert(session, records).on_conflict_do_nothing()
+        result = connection.execute(
+            statement,
+            [
+                {
+                    "schema_id": schema_id,
+                    "data_unit_id": w.data_unit_id,
+                    "data": w.encoded.scalars_json,
+                    "schema_version": schema_version,
+                    "revision": w.revision,
+                    "updated_at": now,
+                }
+                for w in new
+            ],
+        )
+        if result.rowcount != len(new):
+            raise ConcurrentWrite("a concurrent request created some of these records; retry")
+    existing = [w for w in ordered if w.previous_revision != 0]
+    if existing:
+        result = connection.execute(
+            _UPDATE_RECORD,
+            [
+                {
+                    "b_schema_id": schema_id,
+                    "b_data_unit_id": w.data_unit_id,
+                    "b_previous_revision": w.previous_revision,
+                    "b_data": w.encoded.scalars_json,
+                    "b_schema_version": schema_version,
+                    "b_revision": w.revision,
+                    "b_updated_at": now,
+                }
+                for w in existing
+            ],
+        )
+        if result.rowcount != len(existing):
+            raise ConcurrentWrite("a concurrent request changed some of these records; retry")
+    _write_embeddings(session, schema_id, ordered)
+
+
+def _write_embeddings(session: Session, schema_id: int, writes: Sequence[RecordWrite]) -> None:
+    connection = session.connection()
+    removed = [
+        {"b_schema_id": schema_id, "b_data_unit_id": w.data_unit_id, "b_key": key}
+        for w in writes
+        for key in w.embeddings_to_delete
+    ]
+    if removed:
+        connection.execute(_DELETE_EMBEDDING, removed)
+    upserts = [
+        {"schema_id": schema_id, "data_unit_id": w.data_unit_id, "key": key, "vector": raw}
+        for w in writes
+        for key, raw in w.embeddings_to_upsert.items()
+    ]
+    if upserts:
+        statement = upsert_insert(session, embeddings)
+        statement = statement.on_conflict_do_update(
+            index_elements=["schema_id", "data_unit_id", "key"],
+            set_={"vector": statement.excluded.vector},
+        )
+        connection.execute(statement, upserts)
+
+
+def get_records(
+    session: Session, schema_id: int, data_unit_ids: Sequence[str]
+) -> list[StoredRecord]:
+    """Records in request order; ids without a record are left out."""
+    found = load_records(session, schema_id, data_unit_ids)
+    return [found[d] for d in dict.fromkeys(data_unit_ids) if d in found]
+
+
+def delete_records(session: Session, schema_id: int, data_unit_ids: Sequence[str]) -> set[str]:
+    """Delete whole records (their embeddings cascade); returns the ids that existed."""
+    ids = list(dict.fromkeys(data_unit_ids))
+    if not ids:
+        return set()
+    connection = session.connection()
+    condition = (records.c.schema_id == schema_id) & records.c.data_unit_id.in_(ids)
+    existing = set(connection.execute(select(records.c.data_unit_id).where(condition)).scalars())
+    if existing:
+        connection.execute(
+            delete(embeddings).where(
+                embeddings.c.schema_id == schema_id, embeddings.c.data_unit_id.in_(ids)
+            )
+        )
+        connection.execute(delete(records).where(condition))
+    return existing
+
+
+# --- schema-change support: scanning, repairing and purging stored values -----
+
+
+def _json_path(key: str) -> str:
+    # Key names cannot contain '"' or '\\' (see domain.names), so quoting is safe.
+    return f'$."{key}"'
+
+
+def _has_key(session: Session, key: str, param: str) -> tuple[ColumnElement[bool], dict[str, str]]:
+    if is_postgresql(session):
+        return text(f"metadata_records.data ? :{param}"), {param: key}  # type: ignore[return-value]
+    return (
+        text(f"json_type(metadata_records.data, :{param}) IS NOT NULL"),  # type: ignore[return-value]
+        {param: _json_path(key)},
+    )
+
+
+def _has_undeclared(session: Session, declared: frozenset[str]) -> ColumnElement[bool]:
+    names = sorted(declared)
+    if is_postgresql(session):
+        condition = text(
+            "EXISTS (SELECT 1 FROM jsonb_object_keys(metadata_records.data) AS k "
+            "WHERE NOT (k = ANY(:declared)))"
+        ).bindparams(declared=names)
+    else:
+        condition = text(
+            "EXISTS (SELECT 1 FROM json_each(metadata_records.data) AS j "
+            "WHERE j.key NOT IN :declared)"
+        ).bindparams(bindparam("declared", names, expanding=True))
+    return condition  # type: ignore[return-value]
+
+
+def scan_records(
+    session: Session,
+    schema_id: int,
+    keys: Iterable[str],
+    undeclared_outside: frozenset[str] | None,
+    batch_size: int = 2000,
+) -> Iterator[tuple[str, dict[str, object]]]:
+    """(data_unit_id, scalar values) of records holding any of `keys` or an undeclared key.
+
+    Ordered by data_unit_id, read in batches so large schemas stay in bounded memory.
+    """
+    conditions: list[ColumnElement[bool]] = []
+    params: dict[str, str] = {}
+    for index, key in enumerate(sorted(keys)):
+        condition, param = _has_key(session, key, f"k{index}")
+        conditions.append(condition)
+        params.update(param)
+    if undeclared_outside is not None:
+        conditions.append(_has_undeclared(session, undeclared_outside))
+    if not conditions:
+        return
+    after = ""
+    connection = session.connection()
+    while True:
+        rows = connection.execute(
+            select(records.c.data_unit_id, records.c.data)
+            .where(records.c.schema_id == schema_id, records.c.data_unit_id > after)
+            .where(or_(*conditions))
+            .order_by(records.c.data_unit_id)
+            .limit(batch_size),
+            params,
+        ).all()
+        yield from ((duid, data) for duid, data in rows)
+        if len(rows) < batch_size:
+            return
+        after = rows[-1][0]
+
+
+def rewrite_scalars(
+    session: Session, schema_id: int, changed: Sequence[tuple[str, str]], now: datetime
+) -> None:
+    """Replace the scalar JSON of records and bump their revisions."""
+    if not changed:
+        return
+    session.connection().execute(
+        update(records)
+        .where(
+            records.c.schema_id == bindparam("b_schema_id"),
+            records.c.data_unit_id == bindparam("b_data_unit_id"),
+        )
+        .values(
+            data=bindparam("b_data"),
+            revision=records.c.revision + 1,
+            updated_at=bindparam("b_updated_at"),
+        ),
+        [
+            {"b_schema_id": schema_id, "b_data_unit_id": duid, "b_data": data, "b_updated_at": now}
+            for duid, data in changed
+        ],
+    )
+
+
+def count_with_key(session: Session, schema_id: int, key: str) -> int:
+    """How many records hold a value of `key` (scalar or embedding)."""
+    held, params = _has_key(session, key, "key")
+    connection = session.connection()
+    scalars = connection.execute(
+        select(func.count()).select_from(records).where(records.c.schema_id == schema_id, held),
+        params,
+    ).scalar_one()
+    vectors = connection.execute(
+        select(func.count())
+        .select_from(embeddings)
+        .where(embeddings.c.schema_id == schema_id, embeddings.c.key == key)
+    ).scalar_one()
+    return int(scalars) + int(vectors)
+
+
+def purge_key(session: Session, schema_id: int, key: str, now: datetime) -> int:
+    """Remove every stored value of `key`; returns how many records held one."""
+    connection = session.connection()
+    if is_postgresql(session):
+        remove_scalar = text(
+            "UPDATE metadata_records SET data = data - :key, revision = revision + 1, "
+            "updated_at = :now WHERE schema_id = :schema_id AND data ? :key"
+        )
+        params: dict[str, object] = {"key": key}
+    else:
+        remove_scalar = text(
+            "UPDATE metadata_records SET data = json_remove(data, :path), "
+            "revision = revision + 1, updated_at = :now "
+            "WHERE schema_id = :schema_id AND json_type(data, :path) IS NOT NULL"
+        )
+        params = {"path": _json_path(key)}
+    remove_scalar = remove_scalar.bindparams(bindparam("now", type_=UTCDateTime()))
+    scalars = connection.execute(remove_scalar, {**params, "now": now, "schema_id": schema_id})
+    with_vector = select(embeddings.c.data_unit_id).where(
+        embeddings.c.schema_id == schema_id, embeddings.c.key == key
+    )
+    vectors = connection.execute(
+        update(records)
+        .where(records.c.schema_id == schema_id, records.c.data_unit_id.in_(with_vector))
+        .values(revision=records.c.revision + 1, updated_at=now)
+    )
+    connection.execute(
+        delete(embeddings).where(embeddings.c.schema_id == schema_id, embeddings.c.key == key)
+    )
+    return int(scalars.rowcount) + int(vectors.rowcount)
