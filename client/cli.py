@@ -1,0 +1,68 @@
+"""The `metareg` command line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """metareg: a versioned metadata schema registry and validation service."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on [default: 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port to listen on [default: 50051].")
+@click.option(
+    "--database-url",
+    default=None,
+    help="SQLAlchemy URL (also METAREG_DATABASE_URL) [default: sqlite:///metareg.db].",
+)
+@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING… [default: INFO].")
+def serve(
+    host: str | None, port: int | None, database_url: str | None, log_level: str | None
+) -> None:
+    """Run the gRPC server until SIGTERM or Ctrl-C."""
+    from metareg.server.app import Config
+    from metareg.server.app import serve as run_server
+    from metareg.server.domain.errors import DatabaseNotAtHead
+
+    config = Config.from_env(host=host, port=port, database_url=database_url, log_level=log_level)
+    try:
+        run_server(config)
+    except DatabaseNotAtHead as error:
+        click.echo(f"error: {error.message}", err=True)
+        sys.exit(1)
+    except OSError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command()
+@click.option(
+    "--database-url",
+    default=None,
+    help="SQLAlchemy URL (also METAREG_DATABASE_URL) [default: sqlite:///metareg.db].",
+)
+def upgrade(database_url: str | None) -> None:
+    """Apply all pending migrations."""
+    from metareg.server.app import Config
+    from metareg.server.storage.database import Database
+    from metareg.server.storage.migrate import current_revision, head_revision
+    from metareg.server.storage.migrate import upgrade as run_upgrade
+
+    config = Config.from_env(database_url=database_url)
+    database = Database(config.database_url)
+    try:
+        before = current_revision(database)
+        run_upgrade(database)
+        click.echo(f"database at revision {head_revision(database)} (was {before or 'empty'})")
+    finally:
+        database.dispose()

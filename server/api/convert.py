@@ -1,0 +1,300 @@
+"""Proto <-> domain translation for schemas, values, updates and results."""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from operator import attrgetter
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from metareg.v1 import metadata_pb2 as mpb
+from metareg.v1 import schema_pb2 as spb
+
+from ..domain import evolution as ev
+from ..domain.bundle import MetadataUpdate, Outcome, StoredRecord, UpdateMode, UpdateResult
+from ..domain.errors import FieldViolation, InvalidSchemaChange
+from ..domain.impact import ImpactReport
+from ..domain.reports import describe_problem, field_path
+from ..domain.schema import KeyDefinition, KeyState, SchemaSummary, SchemaVersion
+from ..domain.validator import Problem
+
+# --- timestamps --------------------------------------------------------------
+
+
+def timestamp(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+# --- schemas -----------------------------------------------------------------
+
+_KEY_STATES = {
+    KeyState.ACTIVE: spb.KEY_STATE_ACTIVE,
+    KeyState.SOFT_DELETED: spb.KEY_STATE_SOFT_DELETED,
+    KeyState.HARD_DELETED: spb.KEY_STATE_HARD_DELETED,
+}
+
+
+def key_to_proto(definition: KeyDefinition) -> spb.KeyDefinition:
+    return spb.KeyDefinition(
+        key=definition.key,
+        type=definition.type.value,
+        max_length=definition.max_length or 0,
+        enum_options=definition.enum_options,
+        embedding_size=definition.embedding_size or 0,
+        state=_KEY_STATES[definition.state],
+    )
+
+
+def schema_to_proto(schema: SchemaVersion) -> spb.Schema:
+    return spb.Schema(
+        name=schema.name,
+        version=schema.version,
+        keys=[key_to_proto(d) for d in schema.state],
+        allow_unknown_keys=schema.state.allow_unknown_keys,
+        created_at=timestamp(schema.created_at),
+    )
+
+
+def summary_to_proto(summary: SchemaSummary) -> spb.SchemaSummary:
+    return spb.SchemaSummary(
+        name=summary.name,
+        latest_version=summary.latest_version,
+        active_keys=summary.active_keys,
+        updated_at=timestamp(summary.updated_at),
+    )
+
+
+def version_info_to_proto(schema: SchemaVersion) -> spb.SchemaVersionInfo:
+    return spb.SchemaVersionInfo(
+        version=schema.version, created_at=timestamp(schema.created_at), changes=schema.changes
+    )
+
+
+def impact_to_proto(impact: ImpactReport) -> spb.SchemaImpact:
+    return spb.SchemaImpact(
+        invalid_records=impact.invalid_records,
+        sample_data_unit_ids=impact.sample_data_unit_ids,
+        invalid_records_by_key=impact.invalid_by_key,
+        purged_records_by_key=impact.purged_by_key,
+    )
+
+
+def _optional(message: Any, name: str) -> int | None:
+    return int(getattr(message, name)) if message.HasField(name) else None
+
+
+def _change_from_proto(change: spb.SchemaChange) -> ev.SchemaChange | None:
+    match change.WhichOneof("change"):
+        case "add_scalar":
+            c = change.add_scalar
+            return ev.AddScalar(c.key, c.type, _optional(c, "max_length"))
+        case "set_scalar":
+            s = change.set_scalar
+            return ev.SetScalar(s.key, s.type, _optional(s, "max_length"))
+        case "add_enum":
+            return ev.AddEnum(change.add_enum.key, tuple(change.add_enum.values))
+        case "add_enum_options":
+            o = change.add_enum_options
+            return ev.AddEnumOptions(o.key, tuple(o.values))
+        case "add_embedding":
+            return ev.AddEmbedding(change.add_embedding.key, change.add_embedding.size)
+        case "delete_key":
+            return ev.DeleteKey(change.delete_key.key, change.delete_key.hard)
+        case "restore_key":
+            return ev.RestoreKey(change.restore_key.key)
+        case "set_options":
+            options = change.set_options
+            allow = options.allow_unknown_keys if options.HasField("allow_unknown_keys") else None
+            return ev.SetOptions(allow)
+    return None
+
+
+def changes_from_proto(changes: Iterable[spb.SchemaChange]) -> list[ev.SchemaChange]:
+    decoded: list[ev.SchemaChange] = []
+    violations: list[FieldViolation] = []
+    for index, change in enumerate(changes):
+        domain_change = _change_from_proto(change)
+        if domain_change is None:
+            violations.append(
+                FieldViolation(f"changes[{index}]", "change is empty: set one of its fields")
+            )
+        else:
+            decoded.append(domain_change)
+    if violations:
+        raise InvalidSchemaChange.from_violations(violations)
+    return decoded
+
+
+def document_from_proto(document: Any) -> dict[str, object]:
+    return dict(json_format.MessageToDict(document))
+
+
+# --- metadata values -------------------------------------------------------
+
+
+def _packed_floats(message: mpb.FloatList) -> array[float]:
+    """Read a packed float list straight from its wire bytes (far faster than iterating)."""
+    raw = message.SerializeToString()
+    vector = array("f")
+    if not raw:
+        return vector
+    position, length, shift = 1, 0, 0  # raw[0] is the tag of field 1 (packed)
+    while True:
+        byte = raw[position]
+        position += 1
+        length |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+    vector.frombytes(raw[position : position + length])
+    return vector
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while number >= 0x80:
+        out.append((number & 0x7F) | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
+
+
+def packed_float_bytes(vector: array[float]) -> bytes:
+    """The wire form of FloatList{values: vector}."""
+    raw = vector.tobytes()
+    return b"\x0a" + _varint(len(raw)) + raw if raw else b""
+
+
+_EXTRACT: dict[str, Callable[[mpb.Value], object]] = {
+    "string_value": attrgetter("string_value"),
+    "number_value": attrgetter("number_value"),
+    "bool_value": attrgetter("bool_value"),
+    "null_value": lambda _value: None,
+    "embedding_value": lambda value: _packed_floats(value.embedding_value),
+    "int_list_value": lambda value: list(value.int_list_value.values),
+}
+
+
+def values_from_proto(
+    metadata: Mapping[str, mpb.Value],
+) -> tuple[dict[str, object], tuple[Problem, ...]]:
+    values: dict[str, object] = {}
+    problems: list[Problem] = []
+    extract = _EXTRACT
+    for key, value in metadata.items():
+        kind = value.WhichOneof("kind")
+        if kind is None:
+            problems.append(
+                Problem(
+                    key,
+                    "value_missing",
+                    "value has no kind set; set exactly one of "
+                    "string, number, bool, null, embedding or int list",
+                )
+            )
+        else:
+            values[key] = extract[kind](value)
+    return values, tuple(problems)
+
+
+def value_to_proto(value: object, target: mpb.Value) -> None:
+    kind = type(value)
+    if kind is str:
+        target.string_value = value
+    elif kind is bool:
+        target.bool_value = value
+    elif kind is float or kind is int:
+        target.number_value = value
+    elif isinstance(value, array):
+        target.embedding_value.MergeFromString(packed_float_bytes(value))
+    elif kind is list:
+        target.int_list_value.values.extend(value)
+    else:  # pragma: no cover - storage holds only the kinds above
+        raise TypeError(f"cannot encode {kind.__name__}")
+
+
+_MODES = {
+    mpb.UPDATE_MODE_UNSPECIFIED: UpdateMode.MERGE,
+    mpb.UPDATE_MODE_MERGE: UpdateMode.MERGE,
+    mpb.UPDATE_MODE_REPLACE: UpdateMode.REPLACE,
+    mpb.UPDATE_MODE_KEEP_EXISTING: UpdateMode.KEEP_EXISTING,
+}
+
+
+def update_from_proto(update: mpb.MetadataUpdate | mpb.MetadataRecord) -> MetadataUpdate:
+    values, problems = values_from_proto(update.metadata)
+    raw_mode = getattr(update, "mode", mpb.UPDATE_MODE_UNSPECIFIED)
+    mode = _MODES.get(raw_mode)
+    if mode is None:
+        problems += (Problem("", "mode", f"unknown update mode {raw_mode}", str(raw_mode)),)
+        mode = UpdateMode.MERGE
+    return MetadataUpdate(update.data_unit_id, values, mode, problems)
+
+
+def request_digest(request: mpb.ApplyBundleRequest) -> str:
+    """A digest of everything but the idempotency key, independent of map order."""
+    key = request.idempotency_key
+    request.idempotency_key = ""
+    try:
+        return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+    finally:
+        request.idempotency_key = key
+
+
+# --- results ---------------------------------------------------------------
+
+_OUTCOMES = {
+    Outcome.APPLIED: mpb.UPDATE_OUTCOME_APPLIED,
+    Outcome.UNCHANGED: mpb.UPDATE_OUTCOME_UNCHANGED,
+    Outcome.REJECTED: mpb.UPDATE_OUTCOME_REJECTED,
+    Outcome.NOT_APPLIED: mpb.UPDATE_OUTCOME_NOT_APPLIED,
+}
+
+
+def violation_to_proto(
+    collection: str, index: int, data_unit_id: str, problem: Problem
+) -> mpb.Violation:
+    return mpb.Violation(
+        field=field_path(collection, index, problem),
+        index=index,
+        data_unit_id=data_unit_id,
+        key=problem.key,
+        rule=problem.rule,
+        value=problem.shown,
+        description=describe_problem(index, data_unit_id, problem),
+    )
+
+
+def result_to_proto(result: UpdateResult) -> mpb.UpdateResult:
+    return mpb.UpdateResult(
+        index=result.index,
+        data_unit_id=result.data_unit_id,
+        outcome=_OUTCOMES[result.outcome],
+        revision=result.revision,
+        violations=[
+            violation_to_proto("updates", result.index, result.data_unit_id, p)
+            for p in result.problems
+        ],
+    )
+
+
+def record_to_proto(record: StoredRecord) -> mpb.StoredRecord:
+    message = mpb.StoredRecord(
+        data_unit_id=record.data_unit_id,
+        schema_version=record.schema_version,
+        revision=record.revision,
+        updated_at=timestamp(record.updated_at),
+    )
+    metadata = message.metadata
+    for key, value in record.values.items():
+        value_to_proto(value, metadata[key])
+    return message

@@ -1,0 +1,81 @@
+"""SchemaRegistry servicer: translate requests, call the schema service, translate back."""
+
+from __future__ import annotations
+
+import grpc
+
+from metareg.v1 import schema_registry_pb2 as pb
+from metareg.v1 import schema_registry_pb2_grpc as pb_grpc
+
+from ..service.schemas import SchemaService, SchemaUpdate
+from . import convert
+
+
+def _update_response(result: SchemaUpdate) -> pb.UpdateSchemaResponse:
+    return pb.UpdateSchemaResponse(
+        schema=convert.schema_to_proto(result.schema),
+        impact=convert.impact_to_proto(result.impact),
+        changed=result.changed,
+        applied_changes=result.applied,
+    )
+
+
+class SchemaRegistryServicer(pb_grpc.SchemaRegistryServicer):
+    def __init__(self, service: SchemaService) -> None:
+        self.service = service
+
+    def GetSchema(
+        self, request: pb.GetSchemaRequest, context: grpc.ServicerContext
+    ) -> pb.GetSchemaResponse:
+        schema = self.service.get_schema(request.name, request.version)
+        return pb.GetSchemaResponse(schema=convert.schema_to_proto(schema))
+
+    def ListSchemas(
+        self, request: pb.ListSchemasRequest, context: grpc.ServicerContext
+    ) -> pb.ListSchemasResponse:
+        page = self.service.list_schemas(request.page_size, request.page_token)
+        return pb.ListSchemasResponse(
+            schemas=[convert.summary_to_proto(s) for s in page.items],
+            next_page_token=page.next_token,
+        )
+
+    def ListSchemaVersions(
+        self, request: pb.ListSchemaVersionsRequest, context: grpc.ServicerContext
+    ) -> pb.ListSchemaVersionsResponse:
+        page = self.service.list_versions(request.name, request.page_size, request.page_token)
+        return pb.ListSchemaVersionsResponse(
+            versions=[convert.version_info_to_proto(v) for v in page.items],
+            next_page_token=page.next_token,
+        )
+
+    def UpdateSchema(
+        self, request: pb.UpdateSchemaRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateSchemaResponse:
+        result = self.service.update_schema(
+            request.name,
+            request.expected_version,
+            convert.changes_from_proto(request.changes),
+            validate_only=request.validate_only,
+            force=request.force,
+        )
+        return _update_response(result)
+
+    def ImportSchema(
+        self, request: pb.ImportSchemaRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateSchemaResponse:
+        allow = request.allow_unknown_keys if request.HasField("allow_unknown_keys") else None
+        result = self.service.import_schema(
+            request.name,
+            request.expected_version,
+            convert.document_from_proto(request.document),
+            allow_unknown_keys=allow,
+            validate_only=request.validate_only,
+            force=request.force,
+        )
+        return _update_response(result)
+
+    def ExportJsonSchema(
+        self, request: pb.ExportJsonSchemaRequest, context: grpc.ServicerContext
+    ) -> pb.ExportJsonSchemaResponse:
+        version, document = self.service.export_json_schema(request.name, request.version)
+        return pb.ExportJsonSchemaResponse(version=version, json_schema=document)

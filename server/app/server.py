@@ -1,0 +1,137 @@
+"""Build the gRPC server (create_server) and run it until SIGTERM (serve)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from datetime import timedelta
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from metareg.v1 import (
+    metadata_pb2,
+    metadata_pb2_grpc,
+    schema_registry_pb2,
+    schema_registry_pb2_grpc,
+)
+
+from ..api.metadata_service import MetadataServicer
+from ..api.schema_registry import SchemaRegistryServicer
+from ..service.cache import SchemaCache
+from ..service.common import Clock, utc_now
+from ..service.metadata import MetadataService
+from ..service.schemas import SchemaService
+from ..storage.database import Database
+from ..storage.migrate import ensure_at_head
+from .config import Config
+from .interceptors import ErrorMappingInterceptor
+
+log = logging.getLogger("metareg.server")
+
+SERVICE_NAMES = (
+    schema_registry_pb2.DESCRIPTOR.services_by_name["SchemaRegistry"].full_name,
+    metadata_pb2.DESCRIPTOR.services_by_name["MetadataService"].full_name,
+)
+
+
+class Server:
+    """A running metareg server: the gRPC server plus the database and health it owns."""
+
+    def __init__(
+        self, grpc_server: grpc.Server, database: Database, health_servicer: health.HealthServicer
+    ) -> None:
+        self.grpc_server = grpc_server
+        self.database = database
+        self.health = health_servicer
+
+    def start(self) -> None:
+        self.grpc_server.start()
+
+    def stop(self, grace: float | None = None) -> threading.Event:
+        """Report NOT_SERVING, finish in-flight calls within `grace`, release the database."""
+        self.health.enter_graceful_shutdown()
+        event: threading.Event = self.grpc_server.stop(grace)
+        event.wait()
+        self.database.dispose()
+        return event
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return bool(self.grpc_server.wait_for_termination(timeout))
+
+
+def create_server(config: Config, *, clock: Clock = utc_now) -> tuple[Server, int]:
+    """A configured, not yet started server and the port it is bound to."""
+    database = Database(config.database_url, pool_size=config.max_workers)
+    try:
+        ensure_at_head(database)
+    except Exception:
+        database.dispose()
+        raise
+    cache = SchemaCache()
+    ttl = timedelta(hours=config.idempotency_ttl_hours)
+    grpc_server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
+        interceptors=[ErrorMappingInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+        ],
+    )
+    schema_registry_pb2_grpc.add_SchemaRegistryServicer_to_server(
+        SchemaRegistryServicer(SchemaService(database, cache, clock)), grpc_server
+    )
+    metadata_pb2_grpc.add_MetadataServiceServicer_to_server(
+        MetadataServicer(MetadataService(database, cache, clock, ttl)), grpc_server
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
+    )
+    port = grpc_server.add_insecure_port(f"{config.host}:{config.port}")
+    if port == 0:
+        database.dispose()
+        raise OSError(f"cannot listen on {config.host}:{config.port}")
+    return Server(grpc_server, database, health_servicer), port
+
+
+def serve(config: Config) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    server, port = create_server(config)
+    server.start()
+    log.info(
+        "metareg listening on %s:%d (database %s)",
+        config.host,
+        port,
+        server.database.url.render_as_string(hide_password=True),
+    )
+    stopped = threading.Event()
+
+    def shut_down(signum: int, _frame: FrameType | None) -> None:
+        log.info(
+            "received %s; draining for up to %.0fs",
+            signal.Signals(signum).name,
+            config.shutdown_grace_seconds,
+        )
+
+        def drain() -> None:
+            server.stop(config.shutdown_grace_seconds)
+            stopped.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, shut_down)
+    signal.signal(signal.SIGINT, shut_down)
+    stopped.wait()
+    log.info("metareg stopped")

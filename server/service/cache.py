@@ -1,0 +1,52 @@
+"""Schema versions and compiled validators, cached by (schema, version).
+
+Versions are immutable, so a cached entry is never stale; replicas sharing one
+database can each keep their own cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from sqlalchemy.orm import Session
+
+from ..domain.errors import SchemaVersionNotFound
+from ..domain.schema import SchemaVersion
+from ..domain.validator import CompiledValidator
+from ..storage import schemas
+from ..storage.schemas import SchemaRef
+
+
+class SchemaCache:
+    def __init__(self, max_entries: int = 512) -> None:
+        self._entries: OrderedDict[tuple[str, int], tuple[SchemaVersion, CompiledValidator]] = (
+            OrderedDict()
+        )
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+
+    def _entry(
+        self, session: Session, ref: SchemaRef, version: int
+    ) -> tuple[SchemaVersion, CompiledValidator]:
+        key = (ref.name, version)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry
+        loaded = schemas.load_version(session, ref, version)
+        if loaded is None:
+            raise SchemaVersionNotFound(ref.name, version, ref.latest_version)
+        entry = (loaded, CompiledValidator(ref.name, version, loaded.state))
+        with self._lock:
+            self._entries[key] = entry
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+        return entry
+
+    def version(self, session: Session, ref: SchemaRef, version: int) -> SchemaVersion:
+        return self._entry(session, ref, version)[0]
+
+    def validator(self, session: Session, ref: SchemaRef, version: int) -> CompiledValidator:
+        return self._entry(session, ref, version)[1]

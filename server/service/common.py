@@ -1,0 +1,79 @@
+"""Helpers shared by the services: clock, retries, paging and request limits."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from ..domain.errors import (
+    ConcurrentWrite,
+    InvalidArgument,
+    InvalidName,
+    InvalidPageToken,
+    RequestTooLarge,
+)
+from ..domain.names import schema_name_problem
+
+T = TypeVar("T")
+
+Clock = Callable[[], datetime]
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+WRITE_ATTEMPTS = 4
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def retry_on_conflict(operation: Callable[[], T], attempts: int = WRITE_ATTEMPTS) -> T:
+    """Run a transaction again when a concurrent writer invalidated what it read."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return operation()
+        except ConcurrentWrite:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def require_schema_name(name: str) -> None:
+    problem = schema_name_problem(name)
+    if problem:
+        raise InvalidName(problem)
+
+
+def require_at_most(count: int, limit: int, what: str) -> None:
+    if count > limit:
+        raise RequestTooLarge(f"{count} {what} in one request; the limit is {limit}")
+
+
+def page_size(requested: int) -> int:
+    if requested < 0:
+        raise InvalidArgument(f"page_size must be 0..{MAX_PAGE_SIZE}, got {requested}")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def encode_page_token(kind: str, position: Any) -> str:
+    raw = json.dumps({"k": kind, "p": position}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, kind: str) -> Any:
+    """The position inside a token issued for `kind` listings; None for no token."""
+    if not token:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if not isinstance(data, dict) or data.get("k") != kind:
+            raise ValueError(kind)
+        return data["p"]
+    except (ValueError, KeyError, binascii.Error, UnicodeDecodeError):
+        raise InvalidPageToken(
+            f"page_token {token[:40]!r} was not issued for this listing; "
+            "pass the next_page_token of the previous response"
+        ) from None

@@ -1,0 +1,226 @@
+"""Metadata use cases: validate, apply bundles (atomic, idempotent), read and delete."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from ..domain.bundle import (
+    MAX_BUNDLE_UPDATES,
+    MetadataUpdate,
+    Outcome,
+    StoredRecord,
+    UpdateResult,
+    check_update,
+    plan_bundle,
+)
+from ..domain.errors import IdempotencyKeyReused, InvalidArgument, SchemaNotFound
+from ..domain.reports import bundle_rejection
+from ..domain.validator import CompiledValidator, Problem, encode_record, record_size_problem
+from ..storage import idempotency, records, schemas
+from ..storage.database import Database
+from ..storage.schemas import Lock, SchemaRef
+from .cache import SchemaCache
+from .common import Clock, require_at_most, require_schema_name, retry_on_conflict, utc_now
+
+MAX_IDS_PER_REQUEST = 1000
+MAX_IDEMPOTENCY_KEY_LENGTH = 256
+IDEMPOTENCY_PURGE_INTERVAL_S = 600.0
+
+
+@dataclass(frozen=True)
+class BundleRequest:
+    schema: str
+    updates: Sequence[MetadataUpdate]
+    partial: bool = False
+    idempotency_key: str = ""
+    # Digest of the request's content (without the key), computed by the caller.
+    request_hash: str = ""
+    coerce_strings: bool = False
+
+
+@dataclass(frozen=True)
+class BundleOutcome:
+    schema_version: int
+    results: list[UpdateResult]
+    replayed: bool = False
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.results if r.outcome is outcome)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "v": self.schema_version,
+                "r": [
+                    [
+                        r.index,
+                        r.data_unit_id,
+                        r.outcome.value,
+                        r.revision,
+                        [[p.key, p.rule, p.message, p.shown] for p in r.problems],
+                    ]
+                    for r in self.results
+                ],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str, *, replayed: bool) -> BundleOutcome:
+        data = json.loads(text)
+        results = [
+            UpdateResult(
+                index, duid, Outcome(outcome), revision, tuple(Problem(*p) for p in problems)
+            )
+            for index, duid, outcome, revision, problems in data["r"]
+        ]
+        return cls(data["v"], results, replayed)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    schema_version: int
+    invalid: list[tuple[int, str, list[Problem]]] = field(default_factory=list)
+    valid_count: int = 0
+
+
+class MetadataService:
+    def __init__(
+        self,
+        db: Database,
+        cache: SchemaCache,
+        clock: Clock = utc_now,
+        idempotency_ttl: timedelta = timedelta(hours=24),
+    ) -> None:
+        self.db = db
+        self.cache = cache
+        self.clock = clock
+        self.idempotency_ttl = idempotency_ttl
+        self._next_purge = 0.0
+        self._purge_lock = threading.Lock()
+
+    def _schema(
+        self, session: Session, name: str, *, lock: Lock = None, version: int = 0
+    ) -> tuple[SchemaRef, CompiledValidator]:
+        require_schema_name(name)
+        ref = schemas.get_ref(session, name, lock=lock)
+        if ref is None or ref.latest_version == 0:
+            raise SchemaNotFound(name)
+        return ref, self.cache.validator(session, ref, version or ref.latest_version)
+
+    def validate(
+        self,
+        schema: str,
+        records_to_check: Sequence[MetadataUpdate],
+        *,
+        version: int = 0,
+        coerce_strings: bool = False,
+    ) -> ValidationReport:
+        require_at_most(len(records_to_check), MAX_BUNDLE_UPDATES, "records")
+        with self.db.session() as session:
+            _, validator = self._schema(session, schema, version=version)
+        report = ValidationReport(validator.version)
+        valid = 0
+        for index, record in enumerate(records_to_check):
+            patch, problems = check_update(validator, record, coerce_strings=coerce_strings)
+            if not problems:
+                size = encode_record({k: v for k, v in patch.items() if v is not None}).size
+                size_problem = record_size_problem(size)
+                problems = [size_problem] if size_problem else []
+            if problems:
+                report.invalid.append((index, record.data_unit_id, problems))
+            else:
+                valid += 1
+        return ValidationReport(report.schema_version, report.invalid, valid)
+
+    def apply_bundle(self, request: BundleRequest) -> BundleOutcome:
+        require_at_most(len(request.updates), MAX_BUNDLE_UPDATES, "updates")
+        if len(request.idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+            raise InvalidArgument(
+                f"idempotency_key is {len(request.idempotency_key)} characters long; "
+                f"the limit is {MAX_IDEMPOTENCY_KEY_LENGTH}"
+            )
+        self._purge_expired_keys()
+        return retry_on_conflict(lambda: self._apply_once(request))
+
+    def _apply_once(self, request: BundleRequest) -> BundleOutcome:
+        with self.db.session(write=True) as session:
+            # A shared lock on the schema row keeps schema changes (which take
+            # an exclusive one) from committing in the middle of the bundle.
+            ref, validator = self._schema(session, request.schema, lock="share")
+            now = self.clock()
+            not_before = now - self.idempotency_ttl
+            key = request.idempotency_key
+            if key:
+                stored = idempotency.find(session, ref.id, key, not_before)
+                if stored is not None:
+                    if stored.request_hash != request.request_hash:
+                        raise IdempotencyKeyReused(key)
+                    return BundleOutcome.from_json(stored.response, replayed=True)
+            existing = records.load_records(
+                session, ref.id, (u.data_unit_id for u in request.updates)
+            )
+            plan = plan_bundle(
+                validator,
+                request.updates,
+                existing,
+                partial=request.partial,
+                coerce_strings=request.coerce_strings,
+            )
+            if plan.rejected and not request.partial:
+                raise bundle_rejection(plan)
+            records.write_records(session, ref.id, plan.writes, validator.version, now)
+            outcome = BundleOutcome(validator.version, plan.results)
+            if key:
+                idempotency.store(
+                    session,
+                    ref.id,
+                    key,
+                    request.request_hash,
+                    outcome.to_json(),
+                    now=now,
+                    not_before=not_before,
+                )
+            return outcome
+
+    def get_metadata(
+        self, schema: str, data_unit_ids: Sequence[str]
+    ) -> tuple[list[StoredRecord], list[str]]:
+        """Visible records in request order, and the ids that have none."""
+        require_at_most(len(data_unit_ids), MAX_IDS_PER_REQUEST, "data_unit_ids")
+        with self.db.session() as session:
+            ref, validator = self._schema(session, schema)
+            found = records.get_records(session, ref.id, data_unit_ids)
+        for record in found:
+            record.values = validator.visible(record.values)
+        present = {r.data_unit_id for r in found}
+        return found, [d for d in dict.fromkeys(data_unit_ids) if d not in present]
+
+    def delete_metadata(self, schema: str, data_unit_ids: Sequence[str]) -> tuple[int, list[str]]:
+        require_at_most(len(data_unit_ids), MAX_IDS_PER_REQUEST, "data_unit_ids")
+
+        def delete() -> tuple[int, list[str]]:
+            with self.db.session(write=True) as session:
+                ref, _ = self._schema(session, schema, lock="share")
+                deleted = records.delete_records(session, ref.id, data_unit_ids)
+            missing = [d for d in dict.fromkeys(data_unit_ids) if d not in deleted]
+            return len(deleted), missing
+
+        return retry_on_conflict(delete)
+
+    def _purge_expired_keys(self) -> None:
+        """Forget idempotency keys past their time to live, at most every few minutes."""
+        now = time.monotonic()
+        with self._purge_lock:
+            if now < self._next_purge:
+                return
+            self._next_purge = now + IDEMPOTENCY_PURGE_INTERVAL_S
+        with self.db.session(write=True) as session:
+            idempotency.purge_expired(session, self.clock() - self.idempotency_ttl)

@@ -1,0 +1,233 @@
+"""Schema registry use cases: read, list, evolve, import and export schemas."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from sqlalchemy.orm import Session
+
+from ..domain.errors import (
+    IncompatibleChange,
+    SchemaNotFound,
+    SchemaVersionNotFound,
+    VersionConflict,
+)
+from ..domain.evolution import Evolution, SchemaChange, apply_changes
+from ..domain.impact import DataEffects, ImpactReport, plan_data_effects, repair_record
+from ..domain.importing import plan_import
+from ..domain.json_schema import export_json_schema
+from ..domain.schema import SchemaState, SchemaSummary, SchemaVersion
+from ..domain.validator import encode_record
+from ..storage import records, schemas
+from ..storage.database import Database
+from ..storage.schemas import SchemaRef
+from .cache import SchemaCache
+from .common import (
+    Clock,
+    decode_page_token,
+    encode_page_token,
+    page_size,
+    require_schema_name,
+    retry_on_conflict,
+    utc_now,
+)
+
+REPAIR_BATCH = 2000
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SchemaUpdate:
+    """The result of UpdateSchema/ImportSchema."""
+
+    schema: SchemaVersion
+    impact: ImpactReport
+    changed: bool
+    applied: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_token: str = ""
+
+
+class SchemaService:
+    def __init__(self, db: Database, cache: SchemaCache, clock: Clock = utc_now) -> None:
+        self.db = db
+        self.cache = cache
+        self.clock = clock
+
+    # --- reads ------------------------------------------------------------
+
+    def get_schema(self, name: str, version: int = 0) -> SchemaVersion:
+        require_schema_name(name)
+        with self.db.session() as session:
+            ref = self._require_ref(session, name)
+            return self.cache.version(session, ref, self._resolve(ref, version))
+
+    def export_json_schema(self, name: str, version: int = 0) -> tuple[int, str]:
+        schema = self.get_schema(name, version)
+        return schema.version, json.dumps(export_json_schema(schema), indent=2, sort_keys=False)
+
+    def list_schemas(self, requested_size: int, token: str) -> Page[SchemaSummary]:
+        size = page_size(requested_size)
+        after = decode_page_token(token, "schemas") or ""
+        with self.db.session() as session:
+            items = schemas.list_summaries(session, str(after), size + 1)
+        more = len(items) > size
+        items = items[:size]
+        return Page(items, encode_page_token("schemas", items[-1].name) if more else "")
+
+    def list_versions(self, name: str, requested_size: int, token: str) -> Page[SchemaVersion]:
+        require_schema_name(name)
+        size = page_size(requested_size)
+        kind = f"versions:{name}"
+        with self.db.session() as session:
+            ref = self._require_ref(session, name)
+            before = decode_page_token(token, kind) or ref.latest_version + 1
+            items = schemas.list_versions(session, ref, int(before), size + 1)
+        more = len(items) > size
+        items = items[:size]
+        return Page(items, encode_page_token(kind, items[-1].version) if more else "")
+
+    # --- writes -----------------------------------------------------------
+
+    def update_schema(
+        self,
+        name: str,
+        expected_version: int,
+        changes: Sequence[SchemaChange],
+        *,
+        validate_only: bool = False,
+        force: bool = False,
+    ) -> SchemaUpdate:
+        require_schema_name(name)
+        return retry_on_conflict(
+            lambda: self._evolve(
+                name,
+                expected_version,
+                lambda state: apply_changes(state, changes),
+                validate_only=validate_only,
+                force=force,
+            )
+        )
+
+    def import_schema(
+        self,
+        name: str,
+        expected_version: int,
+        document: Mapping[str, object],
+        *,
+        allow_unknown_keys: bool | None = None,
+        validate_only: bool = False,
+        force: bool = False,
+    ) -> SchemaUpdate:
+        require_schema_name(name)
+        return retry_on_conflict(
+            lambda: self._evolve(
+                name,
+                expected_version,
+                lambda state: plan_import(state, document, allow_unknown_keys),
+                validate_only=validate_only,
+                force=force,
+            )
+        )
+
+    def _evolve(
+        self,
+        name: str,
+        expected_version: int,
+        plan: object,
+        *,
+        validate_only: bool,
+        force: bool,
+    ) -> SchemaUpdate:
+        assert callable(plan)
+        with self.db.session(write=not validate_only) as session:
+            ref = schemas.get_ref(session, name, lock=None if validate_only else "update")
+            latest = ref.latest_version if ref else 0
+            if expected_version != latest:
+                raise VersionConflict(name, expected_version, latest)
+            current = (
+                self.cache.version(session, ref, latest)
+                if ref and latest
+                else SchemaVersion(name, 0, SchemaState(), None)
+            )
+            evolution: Evolution = plan(current.state)
+            if not evolution.changed:
+                return SchemaUpdate(current, ImpactReport(), False, evolution.applied)
+            effects = plan_data_effects(evolution.before, evolution.after)
+            impact = self._assess(session, ref, effects) if ref else ImpactReport()
+            if impact.invalid_records and not force:
+                raise IncompatibleChange(
+                    f'schema "{name}": {impact.describe()}. Set force to apply the change '
+                    "anyway; it removes those values from the stored records",
+                    impact,
+                )
+            now = self.clock()
+            if validate_only:
+                preview = SchemaVersion(name, latest + 1, evolution.after, None, evolution.applied)
+                return SchemaUpdate(preview, impact, True, evolution.applied)
+            ref = ref or schemas.create_schema(session, name, now)
+            saved = schemas.add_version(session, ref, evolution.after, evolution.applied, now)
+            self._apply_effects(session, ref, effects, now)
+            return SchemaUpdate(saved, impact, True, evolution.applied)
+
+    def _assess(self, session: Session, ref: SchemaRef, effects: DataEffects) -> ImpactReport:
+        """Count stored records the change makes invalid, and what a hard delete purges."""
+        impact = ImpactReport()
+        for key in sorted(effects.purge_keys):
+            impact.purged_by_key[key] = records.count_with_key(session, ref.id, key)
+        if not effects.needs_scan:
+            return impact
+        checkers = effects.checkers()
+        for duid, values in records.scan_records(
+            session, ref.id, effects.checks, effects.declared_keys
+        ):
+            _, invalid = repair_record(values, effects, checkers)
+            if invalid:
+                impact.add_invalid(duid, invalid)
+        return impact
+
+    def _apply_effects(
+        self, session: Session, ref: SchemaRef, effects: DataEffects, now: datetime
+    ) -> None:
+        """Purge hard-deleted keys; drop invalid values and normalise valid ones."""
+        for key in sorted(effects.purge_keys):
+            records.purge_key(session, ref.id, key, now)
+        if not effects.needs_scan:
+            return
+        checkers = effects.checkers()
+        batch: list[tuple[str, str]] = []
+        for duid, values in records.scan_records(
+            session, ref.id, effects.checks, effects.declared_keys
+        ):
+            repaired, _ = repair_record(values, effects, checkers)
+            if repaired is not None:
+                batch.append((duid, encode_record(repaired).scalars_json))
+            if len(batch) >= REPAIR_BATCH:
+                records.rewrite_scalars(session, ref.id, batch, now)
+                batch = []
+        records.rewrite_scalars(session, ref.id, batch, now)
+
+    # --- helpers ----------------------------------------------------------
+
+    @staticmethod
+    def _require_ref(session: Session, name: str) -> SchemaRef:
+        ref = schemas.get_ref(session, name)
+        if ref is None or ref.latest_version == 0:
+            raise SchemaNotFound(name)
+        return ref
+
+    @staticmethod
+    def _resolve(ref: SchemaRef, version: int) -> int:
+        if version == 0:
+            return ref.latest_version
+        if not 1 <= version <= ref.latest_version:
+            raise SchemaVersionNotFound(ref.name, version, ref.latest_version)
+        return version
