@@ -80,6 +80,8 @@ def create_server(config: Config, *, clock: Clock = utc_now) -> tuple[Server, in
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
+            # Without this a second server could silently share the port.
+            ("grpc.so_reuseport", 0),
         ],
     )
     schema_registry_pb2_grpc.add_SchemaRegistryServicer_to_server(
@@ -95,10 +97,13 @@ def create_server(config: Config, *, clock: Clock = utc_now) -> tuple[Server, in
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
     )
-    port = grpc_server.add_insecure_port(f"{config.host}:{config.port}")
+    try:
+        port = grpc_server.add_insecure_port(f"{config.host}:{config.port}")
+    except RuntimeError:
+        port = 0
     if port == 0:
         database.dispose()
-        raise OSError(f"cannot listen on {config.host}:{config.port}")
+        raise OSError(f"cannot listen on {config.host}:{config.port} (is the port in use?)")
     return Server(grpc_server, database, health_servicer), port
 
 

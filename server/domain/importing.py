@@ -88,7 +88,10 @@ def parse_entry(key: str, entry: object) -> DesiredKey:
     return DesiredKey(key, key_type, type_name, max_length=_integer(entry, "max_length"))
 
 
-def parse_document(document: Mapping[str, object]) -> list[DesiredKey]:
+def parse_document(
+    document: Mapping[str, object],
+) -> tuple[list[DesiredKey], list[FieldViolation]]:
+    """Every entry that parses, and a violation for each one that does not."""
     desired: list[DesiredKey] = []
     violations: list[FieldViolation] = []
     for key, entry in document.items():
@@ -96,10 +99,7 @@ def parse_document(document: Mapping[str, object]) -> list[DesiredKey]:
             desired.append(parse_entry(key, entry))
         except _EntryError as error:
             violations.append(FieldViolation(f'document["{key}"]', str(error), "document"))
-    if violations:
-        lines = "; ".join(f"{v.field}: {v.description}" for v in violations)
-        raise InvalidSchemaDocument(f"invalid schema document: {lines}", violations)
-    return desired
+    return desired, violations
 
 
 def _changes_for(current: KeyDefinition | None, want: DesiredKey) -> list[SchemaChange]:
@@ -145,10 +145,9 @@ def plan_import(
     allow_unknown_keys: bool | None = None,
 ) -> Evolution:
     """The evolution that makes `state` match `document`, checked under every rule."""
-    desired = parse_document(document)
+    desired, violations = parse_document(document)
     changes: list[SchemaChange] = []
     origins: list[str] = []
-    violations: list[FieldViolation] = []
     for want in desired:
         field = f'document["{want.key}"]'
         try:
@@ -158,7 +157,7 @@ def plan_import(
             continue
         changes.extend(key_changes)
         origins.extend([field] * len(key_changes))
-    wanted = {w.key for w in desired}
+    wanted = set(document)
     for definition in state.active_keys():
         if definition.key not in wanted:
             changes.append(DeleteKey(definition.key))

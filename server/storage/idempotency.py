@@ -59,8 +59,9 @@ def store(
             created_at=now,
         )
         .on_conflict_do_nothing()
+        .returning(IdempotencyRow.key)
     )
-    if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+    if session.execute(statement).scalar_one_or_none() is None:
         raise ConcurrentWrite(f'idempotency key "{key}" was used by a concurrent request; retry')
 
 

@@ -93,6 +93,18 @@ _DELETE_EMBEDDING = delete(embeddings).where(
 )
 
 
+def _insert_absent(session: Session, rows: list[dict[str, object]]) -> int:
+    """Insert rows whose key is still free; returns how many were inserted."""
+    statement = upsert_insert(session, records).on_conflict_do_nothing()
+    connection = session.connection()
+    if is_postgresql(session):
+        # psycopg batches executemany into multi-row VALUES and reports no
+        # rowcount, so count the rows the insert returns instead.
+        returning = statement.returning(records.c.data_unit_id)
+        return len(connection.execute(returning, rows).all())
+    return int(connection.execute(statement, rows).rowcount)
+
+
 def write_records(
     session: Session,
     schema_id: int,
@@ -110,9 +122,8 @@ def write_records(
     connection = session.connection()
     new = [w for w in ordered if w.previous_revision == 0]
     if new:
-        statement = upsert_insert(session, records).on_conflict_do_nothing()
-        result = connection.execute(
-            statement,
+        inserted = _insert_absent(
+            session,
             [
                 {
                     "schema_id": schema_id,
@@ -125,7 +136,7 @@ def write_records(
                 for w in new
             ],
         )
-        if result.rowcount != len(new):
+        if inserted != len(new):
             raise ConcurrentWrite("a concurrent request created some of these records; retry")
     existing = [w for w in ordered if w.previous_revision != 0]
     if existing:

@@ -46,8 +46,9 @@ def create_schema(session: Session, name: str, now: datetime) -> SchemaRef:
         upsert_insert(session, SchemaRow)
         .values(name=name, latest_version=0, created_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=["name"])
+        .returning(SchemaRow.id)
     )
-    if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+    if session.execute(statement).scalar_one_or_none() is None:
         raise ConcurrentWrite(f'schema "{name}" was created by a concurrent request')
     ref = get_ref(session, name, lock="update")
     assert ref is not None

@@ -1,0 +1,1 @@
+"""metareg test suite."""
