@@ -180,7 +180,8 @@ def _embedding_checker(size: int) -> Checker:
             raise _wrong_kind(f"an embedding of {size} floats", value)
         if len(value) != size:
             raise ValueViolation(
-                "embedding_size", f"embedding has {len(value)} floats; the key needs exactly {size}"
+                "embedding_size",
+                f"embedding has {len(value)} float(s); the key needs exactly {size}",
             )
         # A float32 sum in double precision cannot overflow, so it is finite
         # exactly when every element is.
