@@ -160,10 +160,10 @@ def _enum_checker(options: tuple[str, ...]) -> Checker:
     listing = ", ".join(shorten(o, 30) for o in options[:20]) + (", …" if len(options) > 20 else "")
 
     def check(value: object) -> object:
-        if value in allowed and type(value) is str:
-            return value
         if type(value) is not str:
             raise _wrong_kind("one of the enum options (a string)", value)
+        if value in allowed:
+            return value
         raise ValueViolation("enum_option", f"{display(value)} is not one of: {listing}")
 
     return check

@@ -175,7 +175,7 @@ class SchemaService:
                 return SchemaUpdate(preview, impact, True, evolution.applied)
             ref = ref or schemas.create_schema(session, name, now)
             saved = schemas.add_version(session, ref, evolution.after, evolution.applied, now)
-            self._apply_effects(session, ref, effects, now)
+            self._apply_effects(session, ref, effects, now, saved.version)
             return SchemaUpdate(saved, impact, True, evolution.applied)
 
     def _assess(self, session: Session, ref: SchemaRef, effects: DataEffects) -> ImpactReport:
@@ -195,11 +195,11 @@ class SchemaService:
         return impact
 
     def _apply_effects(
-        self, session: Session, ref: SchemaRef, effects: DataEffects, now: datetime
+        self, session: Session, ref: SchemaRef, effects: DataEffects, now: datetime, version: int
     ) -> None:
         """Purge hard-deleted keys; drop invalid values and normalise valid ones."""
         for key in sorted(effects.purge_keys):
-            records.purge_key(session, ref.id, key, now)
+            records.purge_key(session, ref.id, key, now, version)
         if not effects.needs_scan:
             return
         checkers = effects.checkers()
@@ -211,9 +211,9 @@ class SchemaService:
             if repaired is not None:
                 batch.append((duid, encode_record(repaired).scalars_json))
             if len(batch) >= REPAIR_BATCH:
-                records.rewrite_scalars(session, ref.id, batch, now)
+                records.rewrite_scalars(session, ref.id, batch, now, version)
                 batch = []
-        records.rewrite_scalars(session, ref.id, batch, now)
+        records.rewrite_scalars(session, ref.id, batch, now, version)
 
     # --- helpers ----------------------------------------------------------
 

@@ -6,16 +6,26 @@ import sys
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from ..domain.bundle import RecordWrite, StoredRecord
 from ..domain.errors import ConcurrentWrite
 from .dialects import is_postgresql, upsert_insert
 from .models import RecordEmbeddingRow, RecordRow
-from .types import UTCDateTime
 
 records = cast(Table, RecordRow.__table__)
 embeddings = cast(Table, RecordEmbeddingRow.__table__)
@@ -279,10 +289,30 @@ def scan_records(
         after = rows[-1][0]
 
 
+def _touch(version: int) -> dict[str, Any]:
+    """Column values for a record changed by the schema change that creates `version`.
+
+    A record touched several times by one schema change (two purged keys, a purge
+    and a repair) gains one revision, not several: records already stamped with
+    the new version were touched by this very transaction.
+    """
+    return {
+        "revision": case(
+            (records.c.schema_version == version, records.c.revision),
+            else_=records.c.revision + 1,
+        ),
+        "schema_version": version,
+    }
+
+
 def rewrite_scalars(
-    session: Session, schema_id: int, changed: Sequence[tuple[str, str]], now: datetime
+    session: Session,
+    schema_id: int,
+    changed: Sequence[tuple[str, str]],
+    now: datetime,
+    version: int,
 ) -> None:
-    """Replace the scalar JSON of records and bump their revisions."""
+    """Replace the scalar JSON of records repaired by the schema change to `version`."""
     if not changed:
         return
     session.connection().execute(
@@ -291,11 +321,7 @@ def rewrite_scalars(
             records.c.schema_id == bindparam("b_schema_id"),
             records.c.data_unit_id == bindparam("b_data_unit_id"),
         )
-        .values(
-            data=bindparam("b_data"),
-            revision=records.c.revision + 1,
-            updated_at=bindparam("b_updated_at"),
-        ),
+        .values(data=bindparam("b_data"), updated_at=bindparam("b_updated_at"), **_touch(version)),
         [
             {"b_schema_id": schema_id, "b_data_unit_id": duid, "b_data": data, "b_updated_at": now}
             for duid, data in changed
@@ -319,31 +345,28 @@ def count_with_key(session: Session, schema_id: int, key: str) -> int:
     return int(scalars) + int(vectors)
 
 
-def purge_key(session: Session, schema_id: int, key: str, now: datetime) -> int:
-    """Remove every stored value of `key`; returns how many records held one."""
+def purge_key(session: Session, schema_id: int, key: str, now: datetime, version: int) -> int:
+    """Remove every stored value of `key` (schema change to `version`); returns the count."""
     connection = session.connection()
+    held, params = _has_key(session, key, "key")
     if is_postgresql(session):
-        remove_scalar = text(
-            "UPDATE metadata_records SET data = data - :key, revision = revision + 1, "
-            "updated_at = :now WHERE schema_id = :schema_id AND data ? :key"
-        )
-        params: dict[str, object] = {"key": key}
+        remove = text("metadata_records.data - CAST(:key AS TEXT)")
     else:
-        remove_scalar = text(
-            "UPDATE metadata_records SET data = json_remove(data, :path), "
-            "revision = revision + 1, updated_at = :now "
-            "WHERE schema_id = :schema_id AND json_type(data, :path) IS NOT NULL"
-        )
-        params = {"path": _json_path(key)}
-    remove_scalar = remove_scalar.bindparams(bindparam("now", type_=UTCDateTime()))
-    scalars = connection.execute(remove_scalar, {**params, "now": now, "schema_id": schema_id})
+        remove = text("json_remove(metadata_records.data, :key)")
+        params = {"key": _json_path(key)}
+    scalars = connection.execute(
+        update(records)
+        .where(records.c.schema_id == schema_id, held)
+        .values(data=remove, updated_at=now, **_touch(version)),
+        params,
+    )
     with_vector = select(embeddings.c.data_unit_id).where(
         embeddings.c.schema_id == schema_id, embeddings.c.key == key
     )
     vectors = connection.execute(
         update(records)
         .where(records.c.schema_id == schema_id, records.c.data_unit_id.in_(with_vector))
-        .values(revision=records.c.revision + 1, updated_at=now)
+        .values(updated_at=now, **_touch(version))
     )
     connection.execute(
         delete(embeddings).where(embeddings.c.schema_id == schema_id, embeddings.c.key == key)
