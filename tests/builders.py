@@ -151,3 +151,9 @@ def stored(metadata_stub: Any, schema: str, *ids: str) -> dict[str, dict[str, ob
         r.data_unit_id: {k: python_value(v) for k, v in r.metadata.items()}
         for r in response.records
     }
+
+
+def metadata_stub(channel: grpc.Channel) -> Any:
+    from metareg.v1 import metadata_pb2_grpc
+
+    return metadata_pb2_grpc.MetadataServiceStub(channel)

@@ -102,8 +102,9 @@ def test_type_change_that_invalidates_records_is_refused(loaded: RunningServer) 
 
 def test_validate_only_reports_the_impact_without_writing(loaded: RunningServer) -> None:
     preview = b.update_schema(loaded.registry, "s", 1, b.set_scalar("name", "varchar", 1),
-                              validate_only=True, force=True)  # fmt: skip
+                              validate_only=True)  # fmt: skip
     assert preview.impact.invalid_records == 12
+    assert len(preview.impact.sample_data_unit_ids) == 10
     assert preview.changed
     assert b.get_schema(loaded.registry, "s").version == 1
     assert b.stored(loaded.metadata, "s", "u07")["u07"]["name"] == "n7"

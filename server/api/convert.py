@@ -51,6 +51,7 @@ def key_to_proto(definition: KeyDefinition) -> spb.KeyDefinition:
         enum_options=definition.enum_options,
         embedding_size=definition.embedding_size or 0,
         state=_KEY_STATES[definition.state],
+        indexed=definition.indexed,
     )
 
 
@@ -96,12 +97,14 @@ def _change_from_proto(change: spb.SchemaChange) -> ev.SchemaChange | None:
     match change.WhichOneof("change"):
         case "add_scalar":
             c = change.add_scalar
-            return ev.AddScalar(c.key, c.type, _optional(c, "max_length"))
+            return ev.AddScalar(c.key, c.type, _optional(c, "max_length"), c.indexed)
         case "set_scalar":
             s = change.set_scalar
-            return ev.SetScalar(s.key, s.type, _optional(s, "max_length"))
+            indexed = s.indexed if s.HasField("indexed") else None
+            return ev.SetScalar(s.key, s.type, _optional(s, "max_length"), indexed)
         case "add_enum":
-            return ev.AddEnum(change.add_enum.key, tuple(change.add_enum.values))
+            e = change.add_enum
+            return ev.AddEnum(e.key, tuple(e.values), e.indexed)
         case "add_enum_options":
             o = change.add_enum_options
             return ev.AddEnumOptions(o.key, tuple(o.values))
@@ -115,6 +118,8 @@ def _change_from_proto(change: spb.SchemaChange) -> ev.SchemaChange | None:
             options = change.set_options
             allow = options.allow_unknown_keys if options.HasField("allow_unknown_keys") else None
             return ev.SetOptions(allow)
+        case "set_indexed":
+            return ev.SetIndexed(change.set_indexed.key, change.set_indexed.indexed)
     return None
 
 

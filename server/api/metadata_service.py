@@ -7,14 +7,16 @@ import grpc
 from metareg.v1 import metadata_pb2 as pb
 from metareg.v1 import metadata_pb2_grpc as pb_grpc
 
-from ..domain.bundle import Outcome
+from ..domain.bundle import MetadataUpdate, Outcome
 from ..service.metadata import BundleRequest, MetadataService
+from ..service.query import QueryService
 from . import convert
 
 
 class MetadataServicer(pb_grpc.MetadataServiceServicer):
-    def __init__(self, service: MetadataService) -> None:
+    def __init__(self, service: MetadataService, queries: QueryService) -> None:
         self.service = service
+        self.queries = queries
 
     def ValidateMetadata(
         self, request: pb.ValidateMetadataRequest, context: grpc.ServicerContext
@@ -77,3 +79,39 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
     ) -> pb.DeleteMetadataResponse:
         deleted, missing = self.service.delete_metadata(request.schema, list(request.data_unit_ids))
         return pb.DeleteMetadataResponse(deleted_count=deleted, missing_data_unit_ids=missing)
+
+    def QueryMetadata(
+        self, request: pb.QueryMetadataRequest, context: grpc.ServicerContext
+    ) -> pb.QueryMetadataResponse:
+        page = self.queries.query(
+            request.schema, request.filter, request.order_by, request.page_size,
+            request.page_token,
+        )  # fmt: skip
+        return pb.QueryMetadataResponse(
+            records=[convert.record_to_proto(r) for r in page.records],
+            next_page_token=page.next_token,
+            schema_version=page.schema_version,
+        )
+
+    def CountMetadata(
+        self, request: pb.CountMetadataRequest, context: grpc.ServicerContext
+    ) -> pb.CountMetadataResponse:
+        count, version = self.queries.count(request.schema, request.filter)
+        return pb.CountMetadataResponse(count=count, schema_version=version)
+
+    def UpdateByFilter(
+        self, request: pb.UpdateByFilterRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateByFilterResponse:
+        decoded = convert.update_from_proto(
+            pb.MetadataUpdate(data_unit_id="patch", metadata=request.metadata, mode=request.mode)
+        )
+        patch = MetadataUpdate("*", decoded.values, decoded.mode, decoded.decode_problems)
+        result = self.queries.update_by_filter(
+            request.schema, request.filter, patch,
+            validate_only=request.validate_only, coerce_strings=request.coerce_strings,
+        )  # fmt: skip
+        return pb.UpdateByFilterResponse(
+            matched_count=result.matched,
+            updated_count=result.updated,
+            schema_version=result.schema_version,
+        )

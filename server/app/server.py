@@ -25,6 +25,7 @@ from ..api.schema_registry import SchemaRegistryServicer
 from ..service.cache import SchemaCache
 from ..service.common import Clock, utc_now
 from ..service.metadata import MetadataService
+from ..service.query import QueryService
 from ..service.schemas import SchemaService
 from ..storage.database import Database
 from ..storage.migrate import ensure_at_head
@@ -87,8 +88,9 @@ def create_server(config: Config, *, clock: Clock = utc_now) -> tuple[Server, in
     schema_registry_pb2_grpc.add_SchemaRegistryServicer_to_server(
         SchemaRegistryServicer(SchemaService(database, cache, clock)), grpc_server
     )
+    metadata = MetadataService(database, cache, clock, ttl)
     metadata_pb2_grpc.add_MetadataServiceServicer_to_server(
-        MetadataServicer(MetadataService(database, cache, clock, ttl)), grpc_server
+        MetadataServicer(metadata, QueryService(metadata)), grpc_server
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)

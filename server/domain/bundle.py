@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .names import data_unit_id_problem, shorten
+from .query.index import IndexEntry, index_entries
+from .schema import KeyDefinition
 from .validator import CompiledValidator, EncodedRecord, Problem, encode_record, record_size_problem
 
 MAX_BUNDLE_UPDATES = 1000
@@ -98,6 +100,8 @@ class RecordWrite:
     previous_revision: int
     embeddings_to_upsert: dict[str, bytes]
     embeddings_to_delete: tuple[str, ...]
+    index_added: tuple[IndexEntry, ...] = ()
+    index_removed: tuple[IndexEntry, ...] = ()
 
 
 @dataclass
@@ -181,14 +185,19 @@ def plan_bundle(
         ]
         return plan
     plan.writes = [
-        _record_write(duid, state, existing.get(duid))
+        _record_write(duid, state, existing.get(duid), validator.indexed)
         for duid, state in working.items()
         if state.encoded is not None
     ]
     return plan
 
 
-def _record_write(duid: str, state: _Working, before: StoredRecord | None) -> RecordWrite:
+def _record_write(
+    duid: str,
+    state: _Working,
+    before: StoredRecord | None,
+    indexed: Mapping[str, KeyDefinition],
+) -> RecordWrite:
     assert state.encoded is not None
     old_embeddings = {k: v for k, v in before.values.items() if type(v) is array} if before else {}
     new_embeddings = state.encoded.embeddings
@@ -199,4 +208,15 @@ def _record_write(duid: str, state: _Working, before: StoredRecord | None) -> Re
     }
     deleted = tuple(k for k in old_embeddings if k not in new_embeddings)
     previous = before.revision if before else 0
-    return RecordWrite(duid, state.encoded, state.revision, previous, upsert, deleted)
+    old_entries = index_entries(before.values, indexed) if before else set()
+    new_entries = index_entries(state.values, indexed)
+    return RecordWrite(
+        duid,
+        state.encoded,
+        state.revision,
+        previous,
+        upsert,
+        deleted,
+        tuple(new_entries - old_entries),
+        tuple(old_entries - new_entries),
+    )

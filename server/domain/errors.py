@@ -7,7 +7,8 @@
     │   ├── InvalidSchemaDocument  (violations: document["key"])
     │   ├── InvalidMetadata        (violations: records[i] / updates[i]; detail)
     │   ├── RequestTooLarge
-    │   └── InvalidPageToken
+    │   ├── InvalidPageToken
+    │   └── InvalidQuery           (column of the offending token)
     ├── NotFound                   NOT_FOUND
     │   ├── SchemaNotFound
     │   └── SchemaVersionNotFound
@@ -19,6 +20,7 @@
     │   ├── VersionConflict
     │   └── ConcurrentWrite
     ├── ResourceExhausted          RESOURCE_EXHAUSTED
+    │   └── TooManyMatches
     └── Unavailable                UNAVAILABLE
         └── StorageUnavailable
 
@@ -105,6 +107,20 @@ class InvalidPageToken(InvalidArgument):
     """A page token that this server did not issue for this listing."""
 
 
+class InvalidQuery(InvalidArgument):
+    """A filter or ordering that does not parse or does not fit the schema."""
+
+    def __init__(self, column: int, problem: str, field: str = "filter") -> None:
+        self.column = column
+        self.problem = problem
+        self.field = field
+        message = f"{field} error at column {column}: {problem}"
+        super().__init__(message, [FieldViolation(field, message, "query")])
+
+    def for_field(self, field: str) -> InvalidQuery:
+        return InvalidQuery(self.column, self.problem, field)
+
+
 class NotFound(MetaregError):
     code = ErrorCode.NOT_FOUND
 
@@ -167,6 +183,14 @@ class ConcurrentWrite(Aborted):
 
 class ResourceExhausted(MetaregError):
     code = ErrorCode.RESOURCE_EXHAUSTED
+
+
+class TooManyMatches(ResourceExhausted):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the filter matches more than {limit} records; one UpdateByFilter call updates at "
+            "most that many. Narrow the filter (for example with an extra condition) and repeat"
+        )
 
 
 class Unavailable(MetaregError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import FieldViolation, InvalidSchemaChange
 from .names import enum_option_problem, key_name_problem, shorten
@@ -26,6 +26,7 @@ class AddScalar:
     key: str
     type: str
     max_length: int | None = None
+    indexed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +34,15 @@ class SetScalar:
     key: str
     type: str
     max_length: int | None = None
+    # None keeps the key's current indexing.
+    indexed: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AddEnum:
     key: str
     values: tuple[str, ...]
+    indexed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,12 @@ class SetOptions:
     allow_unknown_keys: bool | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SetIndexed:
+    key: str
+    indexed: bool
+
+
 SchemaChange = (
     AddScalar
     | SetScalar
@@ -78,6 +88,7 @@ SchemaChange = (
     | DeleteKey
     | RestoreKey
     | SetOptions
+    | SetIndexed
 )
 
 
@@ -151,6 +162,8 @@ def _apply_one(state: SchemaState, change: SchemaChange) -> tuple[SchemaState, s
             return _restore_key(state, change)
         case SetOptions():
             return _set_options(state, change)
+        case SetIndexed():
+            return _set_indexed(state, change)
     raise ChangeRejected(f"unknown change {change!r}")  # pragma: no cover
 
 
@@ -207,7 +220,14 @@ def _scalar_definition(key: str, type_name: str, max_length: int | None) -> KeyD
 def _add_scalar(state: SchemaState, change: AddScalar) -> tuple[SchemaState, str]:
     _require_new_key(state, change.key)
     definition = _scalar_definition(change.key, change.type, change.max_length)
-    return state.with_key(definition), f"add_scalar {change.key} {definition.describe_type()}"
+    definition = replace(definition, indexed=change.indexed)
+    return state.with_key(definition), (
+        f"add_scalar {change.key} {definition.describe_type()}{_indexed_note(definition)}"
+    )
+
+
+def _indexed_note(definition: KeyDefinition) -> str:
+    return " (indexed)" if definition.indexed else ""
 
 
 def _set_scalar(state: SchemaState, change: SetScalar) -> tuple[SchemaState, str] | None:
@@ -220,14 +240,19 @@ def _set_scalar(state: SchemaState, change: SetScalar) -> tuple[SchemaState, str
             f"{existing.type.value} keys cannot change type"
         )
     definition = _scalar_definition(change.key, change.type, change.max_length)
-    if existing.active and existing.same_type(definition):
+    indexed = existing.indexed if change.indexed is None else change.indexed
+    definition = replace(definition, indexed=indexed)
+    if existing.active and existing.same_type(definition) and existing.indexed == indexed:
         return None
-    verb = "set_scalar" if existing.active else "set_scalar (restoring)"
-    summary = (
-        f"{verb} {change.key} {existing.describe_type()} -> {definition.describe_type()}"
-        if not existing.same_type(definition)
-        else f"{verb} {change.key} {definition.describe_type()}"
-    )
+    if existing.active and existing.same_type(definition):
+        summary = f"{'index' if indexed else 'unindex'} {change.key}"
+    else:
+        verb = "set_scalar" if existing.active else "set_scalar (restoring)"
+        target = definition.describe_type() + _indexed_note(definition)
+        if existing.same_type(definition):
+            summary = f"{verb} {change.key} {target}"
+        else:
+            summary = f"{verb} {change.key} {existing.describe_type()} -> {target}"
     return state.with_key(definition), summary
 
 
@@ -257,8 +282,12 @@ def _add_enum(state: SchemaState, change: AddEnum) -> tuple[SchemaState, str]:
     problem = _enum_options_problem(change.key, change.values, ())
     if problem:
         raise ChangeRejected(problem)
-    definition = KeyDefinition(change.key, KeyType.ENUM, enum_options=tuple(change.values))
-    return state.with_key(definition), f"add_enum {change.key} ({len(change.values)} options)"
+    definition = KeyDefinition(
+        change.key, KeyType.ENUM, enum_options=tuple(change.values), indexed=change.indexed
+    )
+    return state.with_key(definition), (
+        f"add_enum {change.key} ({len(change.values)} options){_indexed_note(definition)}"
+    )
 
 
 def _add_enum_options(state: SchemaState, change: AddEnumOptions) -> tuple[SchemaState, str]:
@@ -274,9 +303,7 @@ def _add_enum_options(state: SchemaState, change: AddEnumOptions) -> tuple[Schem
     problem = _enum_options_problem(change.key, change.values, existing.enum_options)
     if problem:
         raise ChangeRejected(problem)
-    definition = KeyDefinition(
-        change.key, KeyType.ENUM, enum_options=existing.enum_options + tuple(change.values)
-    )
+    definition = replace(existing, enum_options=existing.enum_options + tuple(change.values))
     added = ", ".join(change.values)
     return state.with_key(definition), f"add_enum_options {change.key} +[{added}]"
 
@@ -319,3 +346,17 @@ def _set_options(state: SchemaState, change: SetOptions) -> tuple[SchemaState, s
     if allow is None or allow == state.allow_unknown_keys:
         return None
     return state.with_allow_unknown_keys(allow), f"set_options allow_unknown_keys={allow}"
+
+
+def _set_indexed(state: SchemaState, change: SetIndexed) -> tuple[SchemaState, str] | None:
+    existing = _require_existing(state, change.key)
+    if not existing.type.indexable:
+        raise ChangeRejected(f'key "{change.key}": embedding keys cannot be indexed')
+    if not existing.active:
+        raise ChangeRejected(
+            f'key "{change.key}" is {existing.state.value.replace("_", "-")}; restore it first'
+        )
+    if existing.indexed == change.indexed:
+        return None
+    verb = "index" if change.indexed else "unindex"
+    return state.with_key(replace(existing, indexed=change.indexed)), f"{verb} {change.key}"

@@ -23,6 +23,9 @@ class DataEffects:
     purge_keys: frozenset[str] = frozenset()
     # Set when unknown keys stop being allowed: keys outside it are invalid.
     declared_keys: frozenset[str] | None = None
+    # Keys whose query index entries must be dropped, and (re)built from the data.
+    unindex: frozenset[str] = frozenset()
+    reindex: frozenset[str] = frozenset()
 
     @property
     def needs_scan(self) -> bool:
@@ -49,7 +52,23 @@ def plan_data_effects(before: SchemaState, after: SchemaState) -> DataEffects:
     declared = None
     if before.allow_unknown_keys and not after.allow_unknown_keys:
         declared = frozenset(after.keys) | {RESERVED_KEYFRAMES}
-    return DataEffects(checks, frozenset(purge), declared)
+    unindex, reindex = _index_effects(before, after, checks)
+    return DataEffects(checks, frozenset(purge), declared, unindex, reindex)
+
+
+def _index_effects(
+    before: SchemaState, after: SchemaState, checks: Mapping[str, KeyDefinition]
+) -> tuple[frozenset[str], frozenset[str]]:
+    unindex: set[str] = set()
+    reindex: set[str] = set()
+    for definition in after:
+        old = before.get(definition.key)
+        live = definition.indexed and definition.state is not KeyState.HARD_DELETED
+        if old is not None and old.indexed and not live:
+            unindex.add(definition.key)
+        if live and (old is None or not old.indexed or definition.key in checks):
+            reindex.add(definition.key)
+    return frozenset(unindex), frozenset(reindex)
 
 
 def repair_record(

@@ -20,6 +20,7 @@ from .evolution import (
     Evolution,
     RestoreKey,
     SchemaChange,
+    SetIndexed,
     SetOptions,
     SetScalar,
     apply_changes,
@@ -28,10 +29,11 @@ from .names import shorten
 from .schema import KeyDefinition, KeyState, KeyType, SchemaState, parse_type_name, valid_type_names
 
 _FIELDS = {
-    KeyType.VARCHAR: {"type", "max_length"},
-    KeyType.ENUM: {"type", "values"},
+    KeyType.VARCHAR: {"type", "max_length", "indexed"},
+    KeyType.ENUM: {"type", "values", "indexed"},
     KeyType.EMBEDDING: {"type", "size"},
 }
+_SCALAR_FIELDS = {"type", "indexed"}
 
 
 class _EntryError(Exception):
@@ -48,6 +50,7 @@ class DesiredKey:
     max_length: int | None = None
     values: tuple[str, ...] = ()
     size: int | None = None
+    indexed: bool = False
 
 
 def _integer(entry: Mapping[str, object], name: str) -> int | None:
@@ -70,22 +73,27 @@ def parse_entry(key: str, entry: object) -> DesiredKey:
     key_type = parse_type_name(type_name)
     if key_type is None:
         raise _EntryError(f"unknown type {shorten(type_name)}; valid types: {valid_type_names()}")
-    extra = set(entry) - _FIELDS.get(key_type, {"type"})
+    extra = set(entry) - _FIELDS.get(key_type, _SCALAR_FIELDS)
     if extra:
         raise _EntryError(
             f"unexpected field(s) {', '.join(sorted(extra))} for type {key_type.value}"
         )
+    indexed = entry.get("indexed", False)
+    if not isinstance(indexed, bool):
+        raise _EntryError(f'"indexed" must be true or false, got {shorten(indexed)}')
     if key_type is KeyType.ENUM:
         values = entry.get("values")
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise _EntryError('an enum needs "values": a list of option strings')
-        return DesiredKey(key, key_type, type_name, values=tuple(values))
+        return DesiredKey(key, key_type, type_name, values=tuple(values), indexed=indexed)
     if key_type is KeyType.EMBEDDING:
         size = _integer(entry, "size")
         if size is None:
             raise _EntryError('an embedding needs "size": the number of floats')
         return DesiredKey(key, key_type, type_name, size=size)
-    return DesiredKey(key, key_type, type_name, max_length=_integer(entry, "max_length"))
+    return DesiredKey(
+        key, key_type, type_name, max_length=_integer(entry, "max_length"), indexed=indexed
+    )
 
 
 def parse_document(
@@ -107,15 +115,15 @@ def _changes_for(current: KeyDefinition | None, want: DesiredKey) -> list[Schema
     if current is None or current.state is KeyState.HARD_DELETED:
         # A hard-deleted name is rejected by the evolution rules with their message.
         if want.type is KeyType.ENUM:
-            return [AddEnum(want.key, want.values)]
+            return [AddEnum(want.key, want.values, want.indexed)]
         if want.type is KeyType.EMBEDDING:
             assert want.size is not None
             return [AddEmbedding(want.key, want.size)]
-        return [AddScalar(want.key, want.type_name, want.max_length)]
+        return [AddScalar(want.key, want.type_name, want.max_length, want.indexed)]
     restore: list[SchemaChange] = [] if current.active else [RestoreKey(want.key)]
     if current.type.is_scalar and want.type.is_scalar:
-        changes: list[SchemaChange] = [SetScalar(want.key, want.type_name, want.max_length)]
-        return changes  # set_scalar restores a soft-deleted key itself
+        # set_scalar restores a soft-deleted key itself
+        return [SetScalar(want.key, want.type_name, want.max_length, want.indexed)]
     if current.type is not want.type:
         raise _EntryError(
             f"cannot change key from {current.describe_type()} to {want.type.value}: "
@@ -136,7 +144,10 @@ def _changes_for(current: KeyDefinition | None, want: DesiredKey) -> list[Schema
             + ", ".join(shorten(o, 30) for o in missing)
         )
     added = tuple(v for v in want.values if v not in current.enum_options)
-    return restore + ([AddEnumOptions(want.key, added)] if added else [])
+    changes = restore + ([AddEnumOptions(want.key, added)] if added else [])
+    if want.indexed != current.indexed:
+        changes.append(SetIndexed(want.key, want.indexed))
+    return changes
 
 
 def plan_import(

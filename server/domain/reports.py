@@ -54,3 +54,36 @@ def bundle_rejection(plan: BundlePlan) -> InvalidMetadata:
         + (f"; and {more} more" if more > 0 else "")
     )
     return InvalidMetadata(message, violations, detail=plan)
+
+
+def patch_rejection(problems: Sequence[Problem]) -> InvalidMetadata:
+    """The error for an UpdateByFilter patch that breaks a rule by itself."""
+    violations = [
+        FieldViolation(
+            f"metadata[{json.dumps(p.key)}]" if p.key else "metadata",
+            f"patch: {p.describe()}",
+            p.rule,
+        )
+        for p in problems
+    ]
+    return InvalidMetadata(
+        "the patch is invalid, nothing was written: "
+        + "; ".join(v.description for v in violations),
+        violations,
+    )
+
+
+def filter_update_rejection(plan: BundlePlan) -> InvalidMetadata:
+    """The error for a patch that some matching records cannot take (e.g. their size)."""
+    violations = [
+        FieldViolation("metadata", f"record {shorten(r.data_unit_id)}: {p.describe()}", p.rule)
+        for r in plan.results
+        if r.outcome is Outcome.REJECTED
+        for p in r.problems
+    ]
+    examples = "; ".join(v.description for v in violations[:MESSAGE_EXAMPLES])
+    return InvalidMetadata(
+        f"the patch would make {len(violations)} matching record(s) invalid, nothing was "
+        f"written: {examples}",
+        violations,
+    )

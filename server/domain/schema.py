@@ -29,6 +29,10 @@ class KeyType(enum.StrEnum):
     def is_scalar(self) -> bool:
         return self not in (KeyType.ENUM, KeyType.EMBEDDING)
 
+    @property
+    def indexable(self) -> bool:
+        return self is not KeyType.EMBEDDING
+
 
 TYPE_ALIASES = {"string": KeyType.VARCHAR, "long_string": KeyType.TEXT}
 SCALAR_TYPES = tuple(t for t in KeyType if t.is_scalar)
@@ -66,6 +70,7 @@ class KeyDefinition:
     enum_options: tuple[str, ...] = ()
     embedding_size: int | None = None
     state: KeyState = KeyState.ACTIVE
+    indexed: bool = False
 
     @property
     def active(self) -> bool:
@@ -93,13 +98,16 @@ class KeyDefinition:
 
     def to_document_entry(self) -> str | dict[str, Any]:
         """This key in the import-document format (flat form where it is lossless)."""
+        entry: dict[str, Any] = {"type": self.type.value}
         if self.type is KeyType.VARCHAR and self.max_length != VARCHAR_MAX_LENGTH:
-            return {"type": "varchar", "max_length": self.max_length}
+            entry["max_length"] = self.max_length
         if self.type is KeyType.ENUM:
-            return {"type": "enum", "values": list(self.enum_options)}
+            entry["values"] = list(self.enum_options)
         if self.type is KeyType.EMBEDDING:
-            return {"type": "embedding", "size": self.embedding_size}
-        return self.type.value
+            entry["size"] = self.embedding_size
+        if self.indexed:
+            entry["indexed"] = True
+        return entry if len(entry) > 1 else self.type.value
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.type.value, "state": self.state.value}
@@ -109,6 +117,8 @@ class KeyDefinition:
             data["enum_options"] = list(self.enum_options)
         if self.embedding_size is not None:
             data["embedding_size"] = self.embedding_size
+        if self.indexed:
+            data["indexed"] = True
         return data
 
     @classmethod
@@ -120,6 +130,7 @@ class KeyDefinition:
             enum_options=tuple(data.get("enum_options", ())),
             embedding_size=data.get("embedding_size"),
             state=KeyState(data.get("state", KeyState.ACTIVE.value)),
+            indexed=bool(data.get("indexed", False)),
         )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .names import RESERVED_KEYFRAMES, is_valid_key_name, key_name_problem
+from .query.index import indexed_keys
 from .schema import KeyState, SchemaState
 from .values import (
     Checker,
@@ -97,6 +98,7 @@ class CompiledValidator:
                     "key was hard-deleted; its name is reserved and cannot be written"
                 )
         self.hidden_keys = frozenset(d.key for d in state if d.state is KeyState.SOFT_DELETED)
+        self.indexed = indexed_keys(state)
 
     def check(
         self, values: Mapping[str, object], *, coerce_strings: bool = False

@@ -208,8 +208,8 @@ class MetadataService:
 
         def delete() -> tuple[int, list[str]]:
             with self.db.session(write=True) as session:
-                ref, _ = self._schema(session, schema, lock="share")
-                deleted = records.delete_records(session, ref.id, data_unit_ids)
+                ref, validator = self._schema(session, schema, lock="share")
+                deleted = records.delete_records(session, ref.id, data_unit_ids, validator.indexed)
             missing = [d for d in dict.fromkeys(data_unit_ids) if d not in deleted]
             return len(deleted), missing
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Generic, TypeVar
 
 from sqlalchemy.orm import Session
@@ -17,14 +16,14 @@ from ..domain.errors import (
     VersionConflict,
 )
 from ..domain.evolution import Evolution, SchemaChange, apply_changes
-from ..domain.impact import DataEffects, ImpactReport, plan_data_effects, repair_record
+from ..domain.impact import ImpactReport, plan_data_effects
 from ..domain.importing import plan_import
 from ..domain.json_schema import export_json_schema
 from ..domain.schema import SchemaState, SchemaSummary, SchemaVersion
-from ..domain.validator import encode_record
-from ..storage import records, schemas
+from ..storage import schemas
 from ..storage.database import Database
 from ..storage.schemas import SchemaRef
+from . import stored_data
 from .cache import SchemaCache
 from .common import (
     Clock,
@@ -36,7 +35,6 @@ from .common import (
     utc_now,
 )
 
-REPAIR_BATCH = 2000
 T = TypeVar("T")
 
 
@@ -162,58 +160,21 @@ class SchemaService:
             if not evolution.changed:
                 return SchemaUpdate(current, ImpactReport(), False, evolution.applied)
             effects = plan_data_effects(evolution.before, evolution.after)
-            impact = self._assess(session, ref, effects) if ref else ImpactReport()
+            impact = stored_data.assess_impact(session, ref, effects) if ref else ImpactReport()
+            now = self.clock()
+            if validate_only:  # the impact is the answer, whatever force says
+                preview = SchemaVersion(name, latest + 1, evolution.after, None, evolution.applied)
+                return SchemaUpdate(preview, impact, True, evolution.applied)
             if impact.invalid_records and not force:
                 raise IncompatibleChange(
                     f'schema "{name}": {impact.describe()}. Set force to apply the change '
                     "anyway; it removes those values from the stored records",
                     impact,
                 )
-            now = self.clock()
-            if validate_only:
-                preview = SchemaVersion(name, latest + 1, evolution.after, None, evolution.applied)
-                return SchemaUpdate(preview, impact, True, evolution.applied)
             ref = ref or schemas.create_schema(session, name, now)
             saved = schemas.add_version(session, ref, evolution.after, evolution.applied, now)
-            self._apply_effects(session, ref, effects, now, saved.version)
+            stored_data.apply_effects(session, ref, effects, evolution.after, now, saved.version)
             return SchemaUpdate(saved, impact, True, evolution.applied)
-
-    def _assess(self, session: Session, ref: SchemaRef, effects: DataEffects) -> ImpactReport:
-        """Count stored records the change makes invalid, and what a hard delete purges."""
-        impact = ImpactReport()
-        for key in sorted(effects.purge_keys):
-            impact.purged_by_key[key] = records.count_with_key(session, ref.id, key)
-        if not effects.needs_scan:
-            return impact
-        checkers = effects.checkers()
-        for duid, values in records.scan_records(
-            session, ref.id, effects.checks, effects.declared_keys
-        ):
-            _, invalid = repair_record(values, effects, checkers)
-            if invalid:
-                impact.add_invalid(duid, invalid)
-        return impact
-
-    def _apply_effects(
-        self, session: Session, ref: SchemaRef, effects: DataEffects, now: datetime, version: int
-    ) -> None:
-        """Purge hard-deleted keys; drop invalid values and normalise valid ones."""
-        for key in sorted(effects.purge_keys):
-            records.purge_key(session, ref.id, key, now, version)
-        if not effects.needs_scan:
-            return
-        checkers = effects.checkers()
-        batch: list[tuple[str, str]] = []
-        for duid, values in records.scan_records(
-            session, ref.id, effects.checks, effects.declared_keys
-        ):
-            repaired, _ = repair_record(values, effects, checkers)
-            if repaired is not None:
-                batch.append((duid, encode_record(repaired).scalars_json))
-            if len(batch) >= REPAIR_BATCH:
-                records.rewrite_scalars(session, ref.id, batch, now, version)
-                batch = []
-        records.rewrite_scalars(session, ref.id, batch, now, version)
 
     # --- helpers ----------------------------------------------------------
 

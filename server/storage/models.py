@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Double,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -18,6 +19,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .types import JsonText, UTCDateTime
+
+# Byte order (= code point order) for ids and indexed strings on every backend,
+# so keyset pagination, index walks and in-memory sorts agree. SQLite's default
+# BINARY collation already is.
+DataUnitId = String(256).with_variant(String(256, collation="C"), "postgresql")
+IndexedText = String(256).with_variant(String(256, collation="C"), "postgresql")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -66,7 +73,7 @@ class RecordRow(Base):
     schema_id: Mapped[int] = mapped_column(
         ForeignKey("schemas.id", ondelete="CASCADE"), primary_key=True
     )
-    data_unit_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    data_unit_id: Mapped[str] = mapped_column(DataUnitId, primary_key=True)
     data: Mapped[dict[str, object]] = mapped_column(JsonText)
     schema_version: Mapped[int] = mapped_column(Integer)
     revision: Mapped[int] = mapped_column(BigInteger)
@@ -88,7 +95,7 @@ class RecordEmbeddingRow(Base):
     )
 
     schema_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    data_unit_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    data_unit_id: Mapped[str] = mapped_column(DataUnitId, primary_key=True)
     key: Mapped[str] = mapped_column(String(256), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
 
@@ -106,3 +113,31 @@ class IdempotencyRow(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     response: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class IndexNumberRow(Base):
+    """Query index entries of number and boolean keys (booleans as 0 and 1).
+
+    The primary key is the index: (schema, key, value, data unit). On SQLite the
+    table is WITHOUT ROWID, so each entry is stored once.
+    """
+
+    __tablename__ = "metadata_index_number"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    schema_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[float] = mapped_column(Double, primary_key=True)
+    data_unit_id: Mapped[str] = mapped_column(DataUnitId, primary_key=True)
+
+
+class IndexStringRow(Base):
+    """Query index entries of string-valued keys, cut to their first 256 characters."""
+
+    __tablename__ = "metadata_index_string"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    schema_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[str] = mapped_column(IndexedText, primary_key=True)
+    data_unit_id: Mapped[str] = mapped_column(DataUnitId, primary_key=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -24,6 +24,9 @@ from sqlalchemy.orm import Session
 
 from ..domain.bundle import RecordWrite, StoredRecord
 from ..domain.errors import ConcurrentWrite
+from ..domain.query.index import index_entries
+from ..domain.schema import KeyDefinition
+from . import index
 from .dialects import is_postgresql, upsert_insert
 from .models import RecordEmbeddingRow, RecordRow
 
@@ -168,6 +171,12 @@ def write_records(
         if result.rowcount != len(existing):
             raise ConcurrentWrite("a concurrent request changed some of these records; retry")
     _write_embeddings(session, schema_id, ordered)
+    index.remove_entries(
+        session, schema_id, ((w.data_unit_id, e) for w in ordered for e in w.index_removed)
+    )
+    index.add_entries(
+        session, schema_id, ((w.data_unit_id, e) for w in ordered for e in w.index_added)
+    )
 
 
 def _write_embeddings(session: Session, schema_id: int, writes: Sequence[RecordWrite]) -> None:
@@ -201,22 +210,89 @@ def get_records(
     return [found[d] for d in dict.fromkeys(data_unit_ids) if d in found]
 
 
-def delete_records(session: Session, schema_id: int, data_unit_ids: Sequence[str]) -> set[str]:
-    """Delete whole records (their embeddings cascade); returns the ids that existed."""
+def delete_records(
+    session: Session,
+    schema_id: int,
+    data_unit_ids: Sequence[str],
+    indexed: Mapping[str, KeyDefinition],
+) -> set[str]:
+    """Delete whole records, their embeddings and index entries; returns the ids that existed."""
     ids = list(dict.fromkeys(data_unit_ids))
     if not ids:
         return set()
     connection = session.connection()
-    condition = (records.c.schema_id == schema_id) & records.c.data_unit_id.in_(ids)
-    existing = set(connection.execute(select(records.c.data_unit_id).where(condition)).scalars())
+    existing = load_scalars(session, schema_id, ids)
     if existing:
+        found = list(existing)
+        index.remove_entries(
+            session,
+            schema_id,
+            ((duid, e) for duid, data in existing.items() for e in index_entries(data, indexed)),
+        )
         connection.execute(
             delete(embeddings).where(
-                embeddings.c.schema_id == schema_id, embeddings.c.data_unit_id.in_(ids)
+                embeddings.c.schema_id == schema_id, embeddings.c.data_unit_id.in_(found)
             )
         )
-        connection.execute(delete(records).where(condition))
-    return existing
+        connection.execute(
+            delete(records).where(
+                records.c.schema_id == schema_id, records.c.data_unit_id.in_(found)
+            )
+        )
+    return set(existing)
+
+
+# --- reads for queries ------------------------------------------------------------
+
+
+def load_scalars(
+    session: Session, schema_id: int, data_unit_ids: Sequence[str]
+) -> dict[str, dict[str, object]]:
+    """Scalar values (no embeddings) of the records that exist, by data unit id."""
+    if not data_unit_ids:
+        return {}
+    rows = session.connection().execute(
+        select(records.c.data_unit_id, records.c.data).where(
+            records.c.schema_id == schema_id, records.c.data_unit_id.in_(list(data_unit_ids))
+        )
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+def embedding_keys_of(
+    session: Session, schema_id: int, data_unit_ids: Sequence[str]
+) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    if not data_unit_ids:
+        return found
+    rows = session.connection().execute(
+        select(embeddings.c.data_unit_id, embeddings.c.key).where(
+            embeddings.c.schema_id == schema_id,
+            embeddings.c.data_unit_id.in_(list(data_unit_ids)),
+        )
+    )
+    for duid, key in rows:
+        found.setdefault(duid, set()).add(key)
+    return found
+
+
+def scan_in_id_order(
+    session: Session, schema_id: int, after: str | None, limit: int
+) -> list[tuple[str, dict[str, object]]]:
+    """Up to `limit` records after `after`, in data_unit_id order (scalar values only)."""
+    query = select(records.c.data_unit_id, records.c.data).where(records.c.schema_id == schema_id)
+    if after is not None:
+        query = query.where(records.c.data_unit_id > after)
+    rows = session.connection().execute(query.order_by(records.c.data_unit_id).limit(limit))
+    return [(duid, data) for duid, data in rows]
+
+
+def count_records(session: Session, schema_id: int) -> int:
+    return int(
+        session.connection()
+        .execute(select(func.count()).select_from(records).where(records.c.schema_id == schema_id))
+        .scalar_one()
+    )
 
 
 # --- schema-change support: scanning, repairing and purging stored values -----
@@ -264,8 +340,8 @@ def scan_records(
     """
     conditions: list[ColumnElement[bool]] = []
     params: dict[str, str] = {}
-    for index, key in enumerate(sorted(keys)):
-        condition, param = _has_key(session, key, f"k{index}")
+    for number, key in enumerate(sorted(keys)):
+        condition, param = _has_key(session, key, f"k{number}")
         conditions.append(condition)
         params.update(param)
     if undeclared_outside is not None:

@@ -253,3 +253,76 @@ class DeleteMetadataResponse(_message.Message):
     deleted_count: int
     missing_data_unit_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, deleted_count: _Optional[int] = ..., missing_data_unit_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class QueryMetadataRequest(_message.Message):
+    __slots__ = ("schema", "filter", "order_by", "page_size", "page_token")
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    schema: str
+    filter: str
+    order_by: str
+    page_size: int
+    page_token: str
+    def __init__(self, schema: _Optional[str] = ..., filter: _Optional[str] = ..., order_by: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class QueryMetadataResponse(_message.Message):
+    __slots__ = ("records", "next_page_token", "schema_version")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[StoredRecord]
+    next_page_token: str
+    schema_version: int
+    def __init__(self, records: _Optional[_Iterable[_Union[StoredRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., schema_version: _Optional[int] = ...) -> None: ...
+
+class CountMetadataRequest(_message.Message):
+    __slots__ = ("schema", "filter")
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    schema: str
+    filter: str
+    def __init__(self, schema: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
+
+class CountMetadataResponse(_message.Message):
+    __slots__ = ("count", "schema_version")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    schema_version: int
+    def __init__(self, count: _Optional[int] = ..., schema_version: _Optional[int] = ...) -> None: ...
+
+class UpdateByFilterRequest(_message.Message):
+    __slots__ = ("schema", "filter", "metadata", "mode", "validate_only", "coerce_strings")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    COERCE_STRINGS_FIELD_NUMBER: _ClassVar[int]
+    schema: str
+    filter: str
+    metadata: _containers.MessageMap[str, Value]
+    mode: UpdateMode
+    validate_only: bool
+    coerce_strings: bool
+    def __init__(self, schema: _Optional[str] = ..., filter: _Optional[str] = ..., metadata: _Optional[_Mapping[str, Value]] = ..., mode: _Optional[_Union[UpdateMode, str]] = ..., validate_only: _Optional[bool] = ..., coerce_strings: _Optional[bool] = ...) -> None: ...
+
+class UpdateByFilterResponse(_message.Message):
+    __slots__ = ("matched_count", "updated_count", "schema_version")
+    MATCHED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    matched_count: int
+    updated_count: int
+    schema_version: int
+    def __init__(self, matched_count: _Optional[int] = ..., updated_count: _Optional[int] = ..., schema_version: _Optional[int] = ...) -> None: ...

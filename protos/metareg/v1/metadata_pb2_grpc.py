@@ -59,6 +59,21 @@ class MetadataServiceStub:
                 request_serializer=metareg_dot_v1_dot_metadata__pb2.DeleteMetadataRequest.SerializeToString,
                 response_deserializer=metareg_dot_v1_dot_metadata__pb2.DeleteMetadataResponse.FromString,
                 _registered_method=True)
+        self.QueryMetadata = channel.unary_unary(
+                '/metareg.v1.MetadataService/QueryMetadata',
+                request_serializer=metareg_dot_v1_dot_metadata__pb2.QueryMetadataRequest.SerializeToString,
+                response_deserializer=metareg_dot_v1_dot_metadata__pb2.QueryMetadataResponse.FromString,
+                _registered_method=True)
+        self.CountMetadata = channel.unary_unary(
+                '/metareg.v1.MetadataService/CountMetadata',
+                request_serializer=metareg_dot_v1_dot_metadata__pb2.CountMetadataRequest.SerializeToString,
+                response_deserializer=metareg_dot_v1_dot_metadata__pb2.CountMetadataResponse.FromString,
+                _registered_method=True)
+        self.UpdateByFilter = channel.unary_unary(
+                '/metareg.v1.MetadataService/UpdateByFilter',
+                request_serializer=metareg_dot_v1_dot_metadata__pb2.UpdateByFilterRequest.SerializeToString,
+                response_deserializer=metareg_dot_v1_dot_metadata__pb2.UpdateByFilterResponse.FromString,
+                _registered_method=True)
 
 
 class MetadataServiceServicer:
@@ -98,6 +113,27 @@ class MetadataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryMetadata(self, request, context):
+        """Find records by a typed filter, in a stable order, one page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountMetadata(self, request, context):
+        """Count the records a filter matches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateByFilter(self, request, context):
+        """Apply one patch to every record a filter matches, atomically.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetadataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -120,6 +156,21 @@ def add_MetadataServiceServicer_to_server(servicer, server):
                     servicer.DeleteMetadata,
                     request_deserializer=metareg_dot_v1_dot_metadata__pb2.DeleteMetadataRequest.FromString,
                     response_serializer=metareg_dot_v1_dot_metadata__pb2.DeleteMetadataResponse.SerializeToString,
+            ),
+            'QueryMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryMetadata,
+                    request_deserializer=metareg_dot_v1_dot_metadata__pb2.QueryMetadataRequest.FromString,
+                    response_serializer=metareg_dot_v1_dot_metadata__pb2.QueryMetadataResponse.SerializeToString,
+            ),
+            'CountMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountMetadata,
+                    request_deserializer=metareg_dot_v1_dot_metadata__pb2.CountMetadataRequest.FromString,
+                    response_serializer=metareg_dot_v1_dot_metadata__pb2.CountMetadataResponse.SerializeToString,
+            ),
+            'UpdateByFilter': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateByFilter,
+                    request_deserializer=metareg_dot_v1_dot_metadata__pb2.UpdateByFilterRequest.FromString,
+                    response_serializer=metareg_dot_v1_dot_metadata__pb2.UpdateByFilterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -235,6 +286,87 @@ class MetadataService:
             '/metareg.v1.MetadataService/DeleteMetadata',
             metareg_dot_v1_dot_metadata__pb2.DeleteMetadataRequest.SerializeToString,
             metareg_dot_v1_dot_metadata__pb2.DeleteMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metareg.v1.MetadataService/QueryMetadata',
+            metareg_dot_v1_dot_metadata__pb2.QueryMetadataRequest.SerializeToString,
+            metareg_dot_v1_dot_metadata__pb2.QueryMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metareg.v1.MetadataService/CountMetadata',
+            metareg_dot_v1_dot_metadata__pb2.CountMetadataRequest.SerializeToString,
+            metareg_dot_v1_dot_metadata__pb2.CountMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateByFilter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metareg.v1.MetadataService/UpdateByFilter',
+            metareg_dot_v1_dot_metadata__pb2.UpdateByFilterRequest.SerializeToString,
+            metareg_dot_v1_dot_metadata__pb2.UpdateByFilterResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,20 +22,22 @@ KEY_STATE_SOFT_DELETED: KeyState
 KEY_STATE_HARD_DELETED: KeyState
 
 class KeyDefinition(_message.Message):
-    __slots__ = ("key", "type", "max_length", "enum_options", "embedding_size", "state")
+    __slots__ = ("key", "type", "max_length", "enum_options", "embedding_size", "state", "indexed")
     KEY_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     ENUM_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_SIZE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_FIELD_NUMBER: _ClassVar[int]
     key: str
     type: str
     max_length: int
     enum_options: _containers.RepeatedScalarFieldContainer[str]
     embedding_size: int
     state: KeyState
-    def __init__(self, key: _Optional[str] = ..., type: _Optional[str] = ..., max_length: _Optional[int] = ..., enum_options: _Optional[_Iterable[str]] = ..., embedding_size: _Optional[int] = ..., state: _Optional[_Union[KeyState, str]] = ...) -> None: ...
+    indexed: bool
+    def __init__(self, key: _Optional[str] = ..., type: _Optional[str] = ..., max_length: _Optional[int] = ..., enum_options: _Optional[_Iterable[str]] = ..., embedding_size: _Optional[int] = ..., state: _Optional[_Union[KeyState, str]] = ..., indexed: _Optional[bool] = ...) -> None: ...
 
 class Schema(_message.Message):
     __slots__ = ("name", "version", "keys", "allow_unknown_keys", "created_at")
@@ -52,32 +54,38 @@ class Schema(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[KeyDefinition, _Mapping]]] = ..., allow_unknown_keys: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AddScalar(_message.Message):
-    __slots__ = ("key", "type", "max_length")
+    __slots__ = ("key", "type", "max_length", "indexed")
     KEY_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_FIELD_NUMBER: _ClassVar[int]
     key: str
     type: str
     max_length: int
-    def __init__(self, key: _Optional[str] = ..., type: _Optional[str] = ..., max_length: _Optional[int] = ...) -> None: ...
+    indexed: bool
+    def __init__(self, key: _Optional[str] = ..., type: _Optional[str] = ..., max_length: _Optional[int] = ..., indexed: _Optional[bool] = ...) -> None: ...
 
 class SetScalar(_message.Message):
-    __slots__ = ("key", "type", "max_length")
+    __slots__ = ("key", "type", "max_length", "indexed")
     KEY_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_FIELD_NUMBER: _ClassVar[int]
     key: str
     type: str
     max_length: int
-    def __init__(self, key: _Optional[str] = ..., type: _Optional[str] = ..., max_length: _Optional[int] = ...) -> None: ...
+    indexed: bool
+    def __init__(self, key: _Optional[str] = ..., type: _Optional[str] = ..., max_length: _Optional[int] = ..., indexed: _Optional[bool] = ...) -> None: ...
 
 class AddEnum(_message.Message):
-    __slots__ = ("key", "values")
+    __slots__ = ("key", "values", "indexed")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_FIELD_NUMBER: _ClassVar[int]
     key: str
     values: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, key: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
+    indexed: bool
+    def __init__(self, key: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ..., indexed: _Optional[bool] = ...) -> None: ...
 
 class AddEnumOptions(_message.Message):
     __slots__ = ("key", "values")
@@ -109,6 +117,14 @@ class RestoreKey(_message.Message):
     key: str
     def __init__(self, key: _Optional[str] = ...) -> None: ...
 
+class SetIndexed(_message.Message):
+    __slots__ = ("key", "indexed")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    indexed: bool
+    def __init__(self, key: _Optional[str] = ..., indexed: _Optional[bool] = ...) -> None: ...
+
 class SetOptions(_message.Message):
     __slots__ = ("allow_unknown_keys",)
     ALLOW_UNKNOWN_KEYS_FIELD_NUMBER: _ClassVar[int]
@@ -116,7 +132,7 @@ class SetOptions(_message.Message):
     def __init__(self, allow_unknown_keys: _Optional[bool] = ...) -> None: ...
 
 class SchemaChange(_message.Message):
-    __slots__ = ("add_scalar", "set_scalar", "add_enum", "add_enum_options", "add_embedding", "delete_key", "restore_key", "set_options")
+    __slots__ = ("add_scalar", "set_scalar", "add_enum", "add_enum_options", "add_embedding", "delete_key", "restore_key", "set_options", "set_indexed")
     ADD_SCALAR_FIELD_NUMBER: _ClassVar[int]
     SET_SCALAR_FIELD_NUMBER: _ClassVar[int]
     ADD_ENUM_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +141,7 @@ class SchemaChange(_message.Message):
     DELETE_KEY_FIELD_NUMBER: _ClassVar[int]
     RESTORE_KEY_FIELD_NUMBER: _ClassVar[int]
     SET_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    SET_INDEXED_FIELD_NUMBER: _ClassVar[int]
     add_scalar: AddScalar
     set_scalar: SetScalar
     add_enum: AddEnum
@@ -133,7 +150,8 @@ class SchemaChange(_message.Message):
     delete_key: DeleteKey
     restore_key: RestoreKey
     set_options: SetOptions
-    def __init__(self, add_scalar: _Optional[_Union[AddScalar, _Mapping]] = ..., set_scalar: _Optional[_Union[SetScalar, _Mapping]] = ..., add_enum: _Optional[_Union[AddEnum, _Mapping]] = ..., add_enum_options: _Optional[_Union[AddEnumOptions, _Mapping]] = ..., add_embedding: _Optional[_Union[AddEmbedding, _Mapping]] = ..., delete_key: _Optional[_Union[DeleteKey, _Mapping]] = ..., restore_key: _Optional[_Union[RestoreKey, _Mapping]] = ..., set_options: _Optional[_Union[SetOptions, _Mapping]] = ...) -> None: ...
+    set_indexed: SetIndexed
+    def __init__(self, add_scalar: _Optional[_Union[AddScalar, _Mapping]] = ..., set_scalar: _Optional[_Union[SetScalar, _Mapping]] = ..., add_enum: _Optional[_Union[AddEnum, _Mapping]] = ..., add_enum_options: _Optional[_Union[AddEnumOptions, _Mapping]] = ..., add_embedding: _Optional[_Union[AddEmbedding, _Mapping]] = ..., delete_key: _Optional[_Union[DeleteKey, _Mapping]] = ..., restore_key: _Optional[_Union[RestoreKey, _Mapping]] = ..., set_options: _Optional[_Union[SetOptions, _Mapping]] = ..., set_indexed: _Optional[_Union[SetIndexed, _Mapping]] = ...) -> None: ...
 
 class SchemaImpact(_message.Message):
     __slots__ = ("invalid_records", "sample_data_unit_ids", "invalid_records_by_key", "purged_records_by_key")

@@ -18,6 +18,9 @@ depends_on: str | Sequence[str] | None = None
 
 TIMESTAMP = sa.DateTime(timezone=True)
 JSON_TEXT = sa.Text().with_variant(postgresql.JSONB(), "postgresql")
+DATA_UNIT_ID = sa.String(length=256).with_variant(
+    sa.String(length=256, collation="C"), "postgresql"
+)
 
 
 def upgrade() -> None:
@@ -49,7 +52,7 @@ def upgrade() -> None:
     op.create_table(
         "metadata_records",
         sa.Column("schema_id", sa.Integer(), nullable=False),
-        sa.Column("data_unit_id", sa.String(length=256), nullable=False),
+        sa.Column("data_unit_id", DATA_UNIT_ID, nullable=False),
         sa.Column("data", JSON_TEXT, nullable=False),
         sa.Column("schema_version", sa.Integer(), nullable=False),
         sa.Column("revision", sa.BigInteger(), nullable=False),
@@ -65,7 +68,7 @@ def upgrade() -> None:
     op.create_table(
         "metadata_embeddings",
         sa.Column("schema_id", sa.Integer(), nullable=False),
-        sa.Column("data_unit_id", sa.String(length=256), nullable=False),
+        sa.Column("data_unit_id", DATA_UNIT_ID, nullable=False),
         sa.Column("key", sa.String(length=256), nullable=False),
         sa.Column("vector", sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(

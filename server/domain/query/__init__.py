@@ -1,0 +1,1 @@
+"""The metadata query language: lexing, parsing, type checking, evaluation and planning."""

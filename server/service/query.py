@@ -1,0 +1,357 @@
+"""Query use cases: QueryMetadata, CountMetadata and UpdateByFilter.
+
+Plans, cheapest first:
+- candidates: an indexed comparison of the filter (the one with the fewest index
+  entries) bounds the matches; at most DRIVER_LIMIT of them are loaded, checked
+  against the whole filter and sorted in memory;
+- index walk: with order_by on an indexed key, walk that key's index in order and
+  check each record until the page is full;
+- scan: read the schema's records in data_unit_id order and check each.
+
+Every plan orders by the same keys (for an order key: its index value, then
+data_unit_id; records without the key last, by data_unit_id), so a page token
+continues correctly whichever plan the next page uses. Tokens hold the last
+position, which keeps paging free of skips and repeats while records are inserted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ..domain.bundle import MetadataUpdate, Outcome, StoredRecord, check_update
+from ..domain.bundle import plan_bundle as plan_updates
+from ..domain.errors import InvalidArgument, InvalidPageToken, TooManyMatches
+from ..domain.query.checker import (
+    Among,
+    Checked,
+    CheckedOrdering,
+    Compare,
+    Contains,
+    Present,
+    compile_filter,
+    compile_ordering,
+)
+from ..domain.query.evaluate import matches, references_embeddings
+from ..domain.query.index import (
+    Driver,
+    IndexRange,
+    IndexValue,
+    candidate_drivers,
+    conjuncts,
+    index_value,
+    single_exact_driver,
+    table_for,
+)
+from ..domain.reports import filter_update_rejection, patch_rejection
+from ..domain.validator import CompiledValidator
+from ..storage import index, records
+from .common import decode_page_token, encode_page_token, page_size, retry_on_conflict
+from .metadata import MetadataService
+
+DRIVER_LIMIT = 5000
+COUNT_CANDIDATE_LIMIT = 200_000
+CHUNK = 500
+MAX_UPDATE_BY_FILTER = 50_000
+
+# A record's place in the order: (phase, value, data_unit_id). Phase 0 holds
+# records with the order key (value = its index value), phase 1 those without.
+Position = tuple[int, IndexValue | None, str]
+
+
+@dataclass(frozen=True)
+class QueryPage:
+    records: list[StoredRecord]
+    next_token: str
+    schema_version: int
+
+
+@dataclass(frozen=True)
+class FilterUpdate:
+    matched: int
+    updated: int
+    schema_version: int
+
+
+class _Order:
+    """The total order of one query, and comparisons against a page position."""
+
+    def __init__(self, ordering: CheckedOrdering | None) -> None:
+        self.key = ordering.key if ordering else None
+        self.descending = bool(ordering and ordering.descending)
+
+    def position(self, duid: str, values: Mapping[str, object]) -> Position:
+        if self.key is None:
+            return (1, None, duid)
+        value = values.get(self.key)
+        return (1, None, duid) if value is None else (0, index_value(value), duid)
+
+    def sort_key(self, position: Position) -> Any:
+        phase, value, duid = position
+        if phase == 1 or not self.descending:
+            return position
+        return (0, _Reversed(value), _Reversed(duid))
+
+    def after(self, position: Position, cursor: Position | None) -> bool:
+        return cursor is None or self.sort_key(position) > self.sort_key(cursor)
+
+
+class _Reversed:
+    """Inverts comparisons, for descending sort keys."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return bool(self.value > other.value)
+
+    def __gt__(self, other: _Reversed) -> bool:
+        return bool(self.value < other.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reversed) and bool(self.value == other.value)
+
+    def __hash__(self) -> int:  # pragma: no cover - never hashed
+        return hash(self.value)
+
+
+class _Query:
+    """One compiled filter against one schema inside one transaction."""
+
+    def __init__(self, session: Session, schema_id: int, validator: CompiledValidator,
+                 checked: Checked | None) -> None:  # fmt: skip
+        self.session = session
+        self.schema_id = schema_id
+        self.validator = validator
+        self.checked = checked
+        self.needs_embeddings = references_embeddings(checked)
+
+    def keep_matching(self, rows: Sequence[tuple[str, dict[str, object]]]
+                      ) -> list[tuple[str, dict[str, object]]]:  # fmt: skip
+        present: Mapping[str, set[str]] = {}
+        if self.needs_embeddings:
+            present = records.embedding_keys_of(self.session, self.schema_id, [d for d, _ in rows])
+        return [
+            (duid, values) for duid, values in rows
+            if matches(self.checked, values, present.get(duid, ()))
+        ]  # fmt: skip
+
+    def load(self, ids: Sequence[str]) -> list[tuple[str, dict[str, object]]]:
+        found = records.load_scalars(self.session, self.schema_id, ids)
+        return [(duid, found[duid]) for duid in ids if duid in found]
+
+    def best_driver(self, limit: int) -> tuple[Driver, int] | None:
+        """The indexed conjunct with the fewest entries, if it has at most `limit`."""
+        best: tuple[Driver, int] | None = None
+        for driver in candidate_drivers(self.checked, self.validator.indexed):
+            size = index.count_entries(self.session, self.schema_id, driver.ranges, limit + 1)
+            if size <= limit and (best is None or size < best[1]):
+                best = (driver, size)
+        return best
+
+    def scan(self, after: str | None = None) -> Iterator[tuple[str, dict[str, object]]]:
+        """Matching records in data_unit_id order."""
+        while True:
+            rows = records.scan_in_id_order(self.session, self.schema_id, after, CHUNK)
+            yield from self.keep_matching(rows)
+            if len(rows) < CHUNK:
+                return
+            after = rows[-1][0]
+
+    def candidates(self, driver: Driver) -> Iterator[tuple[str, dict[str, object]]]:
+        """Matching records among the driver's index entries, in data_unit_id order."""
+        ids = sorted(index.ids_in_ranges(self.session, self.schema_id, driver.ranges))
+        for start in range(0, len(ids), CHUNK):
+            yield from self.keep_matching(self.load(ids[start : start + CHUNK]))
+
+    def matching(self, limit: int) -> Iterator[tuple[str, dict[str, object]]]:
+        """Every match, through an index when one bounds them to at most `limit`."""
+        best = self.best_driver(limit)
+        return self.candidates(best[0]) if best else self.scan()
+
+
+class QueryService:
+    def __init__(self, metadata: MetadataService) -> None:
+        self.metadata = metadata
+        self.db = metadata.db
+
+    def _open(self, session: Session, schema: str, filter_text: str
+              ) -> tuple[_Query, CompiledValidator]:  # fmt: skip
+        ref, validator = self.metadata._schema(session, schema)
+        checked = compile_filter(validator.state, filter_text)
+        return _Query(session, ref.id, validator, checked), validator
+
+    # --- QueryMetadata --------------------------------------------------------------
+
+    def query(self, schema: str, filter_text: str, order_by: str, requested_size: int,
+              token: str) -> QueryPage:  # fmt: skip
+        size = page_size(requested_size)
+        digest = hashlib.sha256(f"{schema}\0{filter_text}\0{order_by}".encode()).hexdigest()[:16]
+        cursor = _decode_cursor(token, digest)
+        with self.db.session() as session:
+            query, validator = self._open(session, schema, filter_text)
+            ordering = compile_ordering(validator.state, order_by)
+            order = _Order(ordering)
+            found = self._page(query, ordering, order, cursor, size + 1)
+            page = found[:size]
+            full = records.get_records(session, query.schema_id, [p[2] for p in page])
+        for record in full:
+            record.values = validator.visible(record.values)
+        next_token = ""
+        if len(found) > size:
+            next_token = encode_page_token("query", {"q": digest, "p": list(page[-1])})
+        return QueryPage(full, next_token, validator.version)
+
+    def _page(self, query: _Query, ordering: CheckedOrdering | None, order: _Order,
+              cursor: Position | None, wanted: int) -> list[Position]:  # fmt: skip
+        best = query.best_driver(DRIVER_LIMIT)
+        if (
+            ordering is not None
+            and ordering.key in query.validator.indexed
+            and (best is None or _bounds_on(best[0], ordering.key) is not None)
+        ):
+            driver = best[0] if best else None
+            return self._walk(query, ordering, order, cursor, wanted, driver)
+        if best is not None:
+            rows: Iterator[tuple[str, dict[str, object]]] = query.candidates(best[0])
+        else:
+            rows = query.scan(cursor[2] if ordering is None and cursor else None)
+        positions = (order.position(duid, values) for duid, values in rows)
+        after = (p for p in positions if order.after(p, cursor))
+        if ordering is None:
+            return list(_take(after, wanted))  # already in data_unit_id order
+        return heapq.nsmallest(wanted, after, key=order.sort_key)
+
+    def _walk(self, query: _Query, ordering: CheckedOrdering, order: _Order,
+              cursor: Position | None, wanted: int, driver: Driver | None
+              ) -> list[Position]:  # fmt: skip
+        """Follow the order key's index, then (if needed) the records lacking the key."""
+        found: list[Position] = []
+        bounds = _bounds_on(driver, ordering.key) if driver else None
+        if cursor is None or cursor[0] == 0:
+            after = (cursor[1], cursor[2]) if cursor and cursor[1] is not None else None
+            kind = table_for(ordering.definition)
+            while len(found) < wanted:
+                entries = index.walk(
+                    query.session, query.schema_id, kind, ordering.key,
+                    descending=ordering.descending, after=after, bounds=bounds, limit=CHUNK,
+                )  # fmt: skip
+                loaded = dict(query.keep_matching(query.load([d for _, d in entries])))
+                found += [(0, value, duid) for value, duid in entries if duid in loaded]
+                if len(entries) < CHUNK:
+                    break
+                after = entries[-1]
+            cursor = None
+        if len(found) >= wanted or _requires_key(query.checked, ordering.key):
+            return found[:wanted]
+        rest = query.candidates(driver) if driver else query.scan(cursor[2] if cursor else None)
+        lacking: Iterator[Position] = (
+            (1, None, duid) for duid, values in rest if ordering.key not in values
+        )
+        tail = (p for p in lacking if order.after(p, cursor))
+        return found + list(_take(tail, wanted - len(found)))
+
+    # --- CountMetadata -----------------------------------------------------------------
+
+    def count(self, schema: str, filter_text: str) -> tuple[int, int]:
+        with self.db.session() as session:
+            query, validator = self._open(session, schema, filter_text)
+            if query.checked is None:
+                return records.count_records(session, query.schema_id), validator.version
+            exact = single_exact_driver(query.checked, validator.indexed)
+            if exact is not None:
+                total = index.count_entries(session, query.schema_id, exact.ranges)
+                return total, validator.version
+            total = sum(1 for _ in query.matching(COUNT_CANDIDATE_LIMIT))
+            return total, validator.version
+
+    # --- UpdateByFilter ----------------------------------------------------------------
+
+    def update_by_filter(self, schema: str, filter_text: str, patch: MetadataUpdate, *,
+                         validate_only: bool, coerce_strings: bool) -> FilterUpdate:  # fmt: skip
+        if not filter_text.strip():
+            raise InvalidArgument(
+                "UpdateByFilter needs a filter; to update every record say so explicitly, "
+                "for example with `some_key EXISTS`"
+            )
+
+        def run() -> FilterUpdate:
+            with self.db.session(write=not validate_only) as session:
+                return self._update(session, schema, filter_text, patch,
+                                    validate_only=validate_only,
+                                    coerce_strings=coerce_strings)  # fmt: skip
+
+        return retry_on_conflict(run)
+
+    def _update(self, session: Session, schema: str, filter_text: str, patch: MetadataUpdate,
+                *, validate_only: bool, coerce_strings: bool) -> FilterUpdate:  # fmt: skip
+        ref, validator = self.metadata._schema(session, schema, lock="share")
+        _, problems = check_update(validator, patch, coerce_strings=coerce_strings)
+        if problems:
+            raise patch_rejection(problems)
+        query = _Query(session, ref.id, validator, compile_filter(validator.state, filter_text))
+        ids = [duid for duid, _ in _take(query.matching(MAX_UPDATE_BY_FILTER),
+                                          MAX_UPDATE_BY_FILTER + 1)]  # fmt: skip
+        if len(ids) > MAX_UPDATE_BY_FILTER:
+            raise TooManyMatches(MAX_UPDATE_BY_FILTER)
+        existing = records.load_records(session, ref.id, ids)
+        updates = [MetadataUpdate(duid, patch.values, patch.mode) for duid in ids]
+        plan = plan_updates(validator, updates, existing, partial=False,
+                            coerce_strings=coerce_strings)  # fmt: skip
+        if plan.rejected:
+            raise filter_update_rejection(plan)
+        updated = plan.count(Outcome.APPLIED)
+        if not validate_only:
+            now = self.metadata.clock()
+            records.write_records(session, ref.id, plan.writes, validator.version, now)
+        return FilterUpdate(len(ids), 0 if validate_only else updated, validator.version)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _take(items: Iterator[Any], count: int) -> Iterator[Any]:
+    for number, item in enumerate(items):
+        if number >= count:
+            return
+        yield item
+
+
+def _bounds_on(driver: Driver | None, key: str) -> IndexRange | None:
+    """The single index range of `driver` when it lies on `key`."""
+    if driver is None or len(driver.ranges) != 1 or driver.ranges[0].key != key:
+        return None
+    return driver.ranges[0]
+
+
+def _requires_key(checked: Checked | None, key: str) -> bool:
+    """Whether every match must hold `key` (so records lacking it can be skipped)."""
+    for part in conjuncts(checked):
+        if isinstance(part, Compare | Among | Present | Contains) and part.key == key:
+            return True
+    return False
+
+
+def _decode_cursor(token: str, digest: str) -> Position | None:
+    data = decode_page_token(token, "query")
+    if data is None:
+        return None
+    try:
+        if data["q"] != digest:
+            raise ValueError("token of another query")
+        phase, value, duid = data["p"]
+        if phase not in (0, 1) or not isinstance(duid, str):
+            raise ValueError("bad position")
+        return (phase, value, duid)
+    except (TypeError, KeyError, ValueError):
+        raise InvalidPageToken(
+            "page_token belongs to another query (schema, filter and order_by must not change "
+            "between pages)"
+        ) from None
