@@ -1,1 +1,106 @@
-"""placeholder"""
+"""metareg.client: the Python client for a metareg server, and the `metareg` CLI.
+
+    from metareg.client import Client
+
+    with Client("localhost:50051") as client:
+        schema = client.schema("cams")
+        schema.add_scalar("camera_id", data_type="varchar")
+        schema.save()
+        with client.bundle("cams") as bundle:
+            bundle.update("unit-1", {"camera_id": "cam001"})
+
+Depends only on the generated `metareg.v1` stubs, never on the server.
+"""
+
+from ._bundle import Bundle, ChunkResult
+from ._client import Client
+from ._errors import (
+    AlreadyExistsError,
+    BundleError,
+    CallError,
+    CancelledError,
+    ConflictError,
+    DataFileError,
+    DataLossError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InternalError,
+    InvalidArgumentError,
+    MetaregError,
+    NotFoundError,
+    OutOfRangeError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    SchemaEditError,
+    SchemaFileError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+    UnknownError,
+    ValueConversionError,
+    exception_class_for,
+    from_grpc_error,
+)
+from ._files import load_schema_file
+from ._results import (
+    BundleRejection,
+    FieldViolation,
+    Outcome,
+    PreconditionViolation,
+    RecordReport,
+    SchemaImpact,
+    SchemaSummary,
+    SchemaUpdate,
+    SchemaVersionInfo,
+    UpdateResult,
+    ValidationReport,
+    Violation,
+)
+from ._schema import MetadataSchema
+from ._transport import RetryPolicy
+
+__all__ = [
+    "AlreadyExistsError",
+    "Bundle",
+    "BundleError",
+    "BundleRejection",
+    "CallError",
+    "CancelledError",
+    "ChunkResult",
+    "Client",
+    "ConflictError",
+    "DataFileError",
+    "DataLossError",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "FieldViolation",
+    "InternalError",
+    "InvalidArgumentError",
+    "MetadataSchema",
+    "MetaregError",
+    "NotFoundError",
+    "OutOfRangeError",
+    "Outcome",
+    "PermissionDeniedError",
+    "PreconditionViolation",
+    "RecordReport",
+    "ResourceExhaustedError",
+    "RetryPolicy",
+    "SchemaEditError",
+    "SchemaFileError",
+    "SchemaImpact",
+    "SchemaSummary",
+    "SchemaUpdate",
+    "SchemaVersionInfo",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "UnimplementedError",
+    "UnknownError",
+    "UpdateResult",
+    "ValidationReport",
+    "ValueConversionError",
+    "Violation",
+    "exception_class_for",
+    "from_grpc_error",
+    "load_schema_file",
+]

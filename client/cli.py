@@ -1,4 +1,8 @@
-"""The `metareg` command line."""
+"""The `metareg` command line: `serve` and `db upgrade` run the server; `schema` and
+`metadata` talk to one (see `_cli_schema` and `_cli_metadata`).
+
+Exit codes: 0 success, 1 rejected input, 2 usage, 3 server unreachable.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,22 @@ import sys
 
 import click
 
+from ._cli_metadata import metadata
+from ._cli_schema import schema
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
-    """metareg: a versioned metadata schema registry and validation service."""
+    """metareg: a versioned metadata schema registry and validation service.
+
+    \b
+    Client commands take --address (or $METAREG_ADDRESS, default 127.0.0.1:50051).
+    Exit codes: 0 success, 1 rejected input, 2 usage, 3 server unreachable.
+    """
+
+
+main.add_command(schema)
+main.add_command(metadata)
 
 
 @main.command()

@@ -1,0 +1,293 @@
+"""Client: the one object Python users need to talk to a metareg server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import islice
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import struct_pb2
+
+from metareg.v1 import metadata_pb2 as mpb
+from metareg.v1 import schema_registry_pb2 as rpb
+
+from ._bundle import MAX_REQUEST_BYTES, Bundle, Progress, UpdateModeName
+from ._errors import ConflictError, InvalidArgumentError, NotFoundError, ValueConversionError
+from ._files import load_schema_file
+from ._results import SchemaImpact, SchemaSummary, SchemaUpdate, UpdateResult, ValidationReport
+from ._schema import MetadataSchema, timestamp
+from ._transport import DEFAULT_TIMEOUT, READ_RETRY_CODES, RetryPolicy, Transport
+from ._validation import Validation
+from ._values import as_pairs, decode_metadata
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+ADDRESS_VARIABLE = "METAREG_ADDRESS"
+PAGE_SIZE = 1000
+"""The server's limit on records, updates and ids per request."""
+IMPORT_ATTEMPTS = 3
+
+T = TypeVar("T")
+Records = Mapping[str, Mapping[str, object]] | Iterable[Any]
+
+
+def _pages(items: Iterable[T], size: int = PAGE_SIZE) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while page := list(islice(iterator, size)):
+        yield page
+
+
+class Client:
+    """A connection to a metareg server.
+
+    Every call has a deadline of `timeout` seconds. Reads, and bundle requests (which
+    carry an idempotency key), are retried with backoff on UNAVAILABLE and
+    DEADLINE_EXCEEDED; schema saves never are. Failures raise the typed exceptions of
+    `metareg.client` (e.g. ConflictError for ABORTED).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Sequence[tuple[str, str]] | None = None,
+        retry: RetryPolicy | None = None,
+        interceptors: Sequence[Any] = (),
+    ) -> None:
+        self.address = address
+        self._transport = Transport(
+            address,
+            timeout=timeout,
+            credentials=credentials,
+            metadata=metadata,
+            retry=retry or RetryPolicy(),
+            interceptors=interceptors,
+        )
+
+    @classmethod
+    def from_env(cls, **options: Any) -> Client:
+        """A client for `$METAREG_ADDRESS` (default 127.0.0.1:50051, where `metareg serve`
+        listens)."""
+        return cls(os.environ.get(ADDRESS_VARIABLE) or DEFAULT_ADDRESS, **options)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.address!r})"
+
+    # --- schemas ---------------------------------------------------------------
+
+    def schema(self, name: str, *, version: int = 0) -> MetadataSchema:
+        """A schema at `version` (0 = latest). A schema that does not exist yet comes back
+        empty at version 0: add keys and `save()` to create it."""
+        return MetadataSchema.fetch(self._transport, name, version)
+
+    def list_schemas(self) -> list[SchemaSummary]:
+        summaries: list[SchemaSummary] = []
+        token = ""
+        while True:
+            request = rpb.ListSchemasRequest(page_size=1000, page_token=token)
+            page = self._transport.call(
+                self._transport.registry.ListSchemas, request, retry_on=READ_RETRY_CODES
+            )
+            summaries += [
+                SchemaSummary(s.name, s.latest_version, s.active_keys, timestamp(s, "updated_at"))
+                for s in page.schemas
+            ]
+            token = page.next_page_token
+            if not token:
+                return summaries
+
+    def import_schema_from_dict(
+        self,
+        name: str,
+        document: Mapping[str, object],
+        *,
+        allow_unknown_keys: bool | None = None,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> SchemaUpdate:
+        """Make the schema match `document` (desired state): missing keys are soft-deleted.
+
+        The flat form `{"camera_id": "varchar"}` and the full form
+        `{"clip": {"type": "embedding", "size": 512}}` may be mixed. With `dry_run` nothing
+        is written and the result shows the changes and their impact on stored records.
+        An import is retried when someone else saved the schema meanwhile, since the
+        document states the desired result whatever the version.
+        """
+        struct = struct_pb2.Struct()
+        try:
+            struct.update(document)
+        except (ValueError, TypeError, AttributeError) as error:
+            raise ValueConversionError(f"the schema document is not JSON-like: {error}") from None
+        attempt = 0
+        while True:
+            attempt += 1
+            current = self.schema(name).version
+            request = rpb.ImportSchemaRequest(
+                name=name,
+                expected_version=current,
+                document=struct,
+                validate_only=dry_run,
+                # A dry run reports the impact instead of failing on it.
+                force=force or dry_run,
+            )
+            if allow_unknown_keys is not None:
+                request.allow_unknown_keys = allow_unknown_keys
+            try:
+                response = self._transport.call(self._transport.registry.ImportSchema, request)
+            except ConflictError:
+                if attempt >= IMPORT_ATTEMPTS:
+                    raise
+                continue
+            return SchemaUpdate(
+                name=name,
+                version=response.schema.version if response.changed else current,
+                changed=response.changed,
+                applied_changes=tuple(response.applied_changes),
+                impact=SchemaImpact.from_proto(response.impact),
+                dry_run=dry_run,
+            )
+
+    def import_schema_from_file(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        *,
+        allow_unknown_keys: bool | None = None,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> SchemaUpdate:
+        """Import a .json, .yaml or .yml schema file; errors name the file and the entry."""
+        document = load_schema_file(path)
+        try:
+            return self.import_schema_from_dict(
+                name, document, allow_unknown_keys=allow_unknown_keys, force=force, dry_run=dry_run
+            )
+        except InvalidArgumentError as error:
+            error.add_context(os.fspath(path))
+            raise
+
+    def export_json_schema(self, name: str, *, version: int = 0) -> dict[str, Any]:
+        """A version as a JSON Schema (draft 2020-12) for one record's metadata."""
+        schema = self.schema(name, version=version)
+        if schema.version == 0:
+            raise NotFoundError(f'schema "{name}" does not exist')
+        return schema.to_json_schema()
+
+    # --- metadata ---------------------------------------------------------------
+
+    def validate(
+        self,
+        name: str,
+        records: Records,
+        *,
+        version: int = 0,
+        coerce_strings: bool = False,
+        flatten_nested: bool = False,
+    ) -> ValidationReport:
+        """Check records against the schema without writing; every violation is reported.
+
+        `records` is a dict {data_unit_id: metadata} or a list of (id, metadata) pairs or
+        of {"data_unit_id": ..., "metadata": {...}} objects. Sent 1000 per request, all
+        against the same schema version. A record whose values have no metadata
+        representation (e.g. a nested object) is reported with rule "value".
+        """
+        validation = Validation(
+            self._transport,
+            name,
+            version=version,
+            coerce_strings=coerce_strings,
+            flatten_nested=flatten_nested,
+        )
+        for data_unit_id, metadata in as_pairs(records):
+            validation.add(data_unit_id, metadata)
+        return validation.report()
+
+    def bundle(
+        self,
+        name: str,
+        *,
+        partial: bool = False,
+        progress: Progress | None = None,
+        coerce_strings: bool = False,
+        flatten_nested: bool = False,
+        keep_results: bool = True,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+    ) -> Bundle:
+        """A Bundle of updates: `with client.bundle("cams") as bundle: bundle.update(...)`.
+
+        Sends a request every 1000 updates (sooner past `max_request_bytes`) and at the end
+        of the block; each request is one transaction. `progress` is a tqdm-like bar or a
+        callable that receives each ChunkResult. Pass `keep_results=False` for very long
+        streams to keep memory flat (`results` then stays empty).
+        """
+        return Bundle(
+            self._transport,
+            name,
+            partial=partial,
+            progress=progress,
+            coerce_strings=coerce_strings,
+            flatten_nested=flatten_nested,
+            keep_results=keep_results,
+            max_request_bytes=max_request_bytes,
+        )
+
+    def apply(
+        self,
+        name: str,
+        records: Records,
+        *,
+        mode: UpdateModeName | str = "merge",
+        partial: bool = False,
+        coerce_strings: bool = False,
+        flatten_nested: bool = False,
+    ) -> list[UpdateResult]:
+        """Apply records in one bundle (see `bundle`) and return the per-update results."""
+        with self.bundle(
+            name, partial=partial, coerce_strings=coerce_strings, flatten_nested=flatten_nested
+        ) as bundle:
+            for data_unit_id, metadata in as_pairs(records):
+                bundle.update(data_unit_id, metadata, mode=mode)
+        return bundle.results
+
+    def get_metadata(self, name: str, data_unit_ids: Iterable[str]) -> dict[str, dict[str, object]]:
+        """{data_unit_id: {key: value}} for the ids that have a record (any number of ids,
+        read 1000 per request). Embeddings come back as lists of floats."""
+        found: dict[str, dict[str, object]] = {}
+        for page in _pages(dict.fromkeys(data_unit_ids)):
+            request = mpb.GetMetadataRequest(schema=name, data_unit_ids=page)
+            response = self._transport.call(
+                self._transport.metadata_service.GetMetadata, request, retry_on=READ_RETRY_CODES
+            )
+            for record in response.records:
+                found[record.data_unit_id] = decode_metadata(record.metadata)
+        return found
+
+    def delete_metadata(self, name: str, data_unit_ids: Iterable[str]) -> int:
+        """Delete whole records; returns how many existed. Not retried (a repeat would
+        miscount), so a failure part-way leaves the earlier pages deleted."""
+        deleted = 0
+        for page in _pages(dict.fromkeys(data_unit_ids)):
+            request = mpb.DeleteMetadataRequest(schema=name, data_unit_ids=page)
+            response = self._transport.call(
+                self._transport.metadata_service.DeleteMetadata, request
+            )
+            deleted += response.deleted_count
+        return deleted

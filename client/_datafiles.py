@@ -1,0 +1,144 @@
+"""Metadata files: stream records from JSONL or CSV, one line at a time.
+
+JSONL: one `{"data_unit_id": ..., "metadata": {...}}` object per line (other fields,
+such as those of a rejects file, are ignored). CSV: a `data_unit_id` column and one
+column per key. CSV cells are text; embedding and `keyframes` cells are JSON lists and
+are parsed here, number and boolean cells are sent as text for the server to convert
+(the `coerce_strings` request flag), and an empty cell means "no value". Either format
+may be gzip-compressed (`.gz`).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from ._errors import DataFileError
+
+DataFormat = Literal["jsonl", "csv"]
+_SUFFIXES: dict[str, DataFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+ID_COLUMN = "data_unit_id"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One record of a file, or why its line could not be read (`error`)."""
+
+    line: int
+    data_unit_id: str
+    metadata: dict[str, object]
+    error: str = ""
+
+
+def data_format(path: str | os.PathLike[str]) -> DataFormat | None:
+    """jsonl or csv from the file name (ignoring a final .gz); None when unknown."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    return _SUFFIXES.get(suffixes[-1]) if suffixes else None
+
+
+def _open(path: Path) -> IO[str]:
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return path.open(encoding="utf-8-sig", newline="")
+
+
+def count_lines(path: str | os.PathLike[str]) -> int:
+    """Lines in the file (for a progress total), read in blocks without decoding."""
+    path = Path(path)
+    opener: Any = gzip.open if path.suffix.lower() == ".gz" else open
+    count, last = 0, b"\n"
+    with opener(path, "rb") as stream:
+        while block := stream.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
+def _jsonl_record(line_number: int, line: str) -> SourceRecord | None:
+    if not line.strip():
+        return None
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as error:
+        return SourceRecord(line_number, "", {}, f"not valid JSON: {error.msg}")
+    if not isinstance(item, dict):
+        return SourceRecord(line_number, "", {}, "expected a JSON object")
+    data_unit_id = item.get(ID_COLUMN)
+    metadata = item.get("metadata", {})
+    if not isinstance(data_unit_id, str):
+        return SourceRecord(line_number, "", {}, '"data_unit_id" must be a string')
+    if not isinstance(metadata, dict):
+        return SourceRecord(line_number, data_unit_id, {}, '"metadata" must be an object')
+    return SourceRecord(line_number, data_unit_id, metadata)
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[SourceRecord]:
+    with _open(Path(path)) as stream:
+        for number, line in enumerate(stream, start=1):
+            record = _jsonl_record(number, line)
+            if record is not None:
+                yield record
+
+
+def _cell(text: str, is_list: bool) -> object:
+    if is_list:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text  # the server rejects it with the offending value shown
+    return text
+
+
+def read_csv(
+    path: str | os.PathLike[str], key_types: Mapping[str, str] | None = None
+) -> Iterator[SourceRecord]:
+    """Rows as records; `key_types` (key -> schema type) says which cells hold lists."""
+    types = key_types or {}
+    with _open(Path(path)) as stream:
+        reader = csv.reader(stream)
+        header = next(reader, None)
+        if header is None:
+            raise DataFileError(f"{path}: the file is empty; expected a header row")
+        if ID_COLUMN not in header:
+            raise DataFileError(f'{path}: the header has no "{ID_COLUMN}" column')
+        duplicates = sorted({c for c in header if header.count(c) > 1})
+        if duplicates:
+            raise DataFileError(f"{path}: column(s) {', '.join(duplicates)} appear twice")
+        id_at = header.index(ID_COLUMN)
+        columns = [
+            (i, name, name == "keyframes" or types.get(name) == "embedding")
+            for i, name in enumerate(header)
+            if i != id_at
+        ]
+        for row in reader:
+            if not any(row):
+                continue
+            line = reader.line_num
+            if len(row) != len(header):
+                yield SourceRecord(
+                    line, "", {}, f"has {len(row)} cells; the header has {len(header)}"
+                )
+                continue
+            metadata = {
+                name: _cell(row[i], is_list) for i, name, is_list in columns if row[i] != ""
+            }
+            yield SourceRecord(line, row[id_at], metadata)
+
+
+def read_records(
+    path: str | os.PathLike[str],
+    kind: DataFormat,
+    key_types: Mapping[str, str] | None = None,
+) -> Iterator[SourceRecord]:
+    """Stream the records of a JSONL or CSV file (never the whole file in memory)."""
+    if kind == "csv":
+        return read_csv(path, key_types)
+    return read_jsonl(path)

@@ -1,0 +1,271 @@
+"""The real `metareg` executable against a real server: output, rejects and exit codes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from metareg.client import Client
+
+from ..conftest import RunningServer
+
+METAREG = Path(sys.executable).with_name("metareg")
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SCHEMA = """\
+camera_id: {type: varchar, max_length: 16}
+score: number
+night: boolean
+clip: {type: embedding, size: 3}
+"""
+
+
+def metareg(
+    server: RunningServer | None, *args: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "METAREG_ADDRESS"}
+    if server is not None:
+        env["METAREG_ADDRESS"] = server.address
+    return subprocess.run(
+        [str(METAREG), *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env
+    )
+
+
+def jsonl(path: Path, *records: object) -> Path:
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def record(data_unit_id: str, **metadata: object) -> dict[str, object]:
+    return {"data_unit_id": data_unit_id, "metadata": metadata}
+
+
+@pytest.fixture
+def cams(server: RunningServer, tmp_path: Path) -> RunningServer:
+    (tmp_path / "schema.yaml").write_text(SCHEMA)
+    done = metareg(server, "schema", "import", "cams", "schema.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return server
+
+
+def stored(server: RunningServer, *ids: str) -> dict[str, dict[str, object]]:
+    with Client(server.address) as client:
+        return client.get_metadata("cams", ids)
+
+
+def test_schema_import_dry_run_import_show_export(server: RunningServer, tmp_path: Path) -> None:
+    (tmp_path / "schema.yaml").write_text(SCHEMA)
+    dry = metareg(server, "schema", "import", "cams", "schema.yaml", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("dry run: importing schema.yaml would create version 1 of cams")
+    assert "  add_embedding clip 3" in dry.stdout
+    assert "no stored record is affected" in dry.stdout
+    with Client(server.address) as client:
+        assert client.schema("cams").version == 0  # a dry run writes nothing
+
+    done = metareg(server, "schema", "import", "cams", "schema.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "cams: imported schema.yaml as version 1" in done.stdout
+    show = metareg(server, "schema", "show", "cams", cwd=tmp_path)
+    assert show.stdout.splitlines() == [
+        'schema "cams" version 1',
+        "  camera_id  varchar(16)",
+        "  clip       embedding(3)",
+        "  night      boolean",
+        "  score      number",
+    ]
+    shown = json.loads(metareg(server, "schema", "show", "cams", "--json", cwd=tmp_path).stdout)
+    assert shown["keys"]["clip"] == {"type": "embedding", "size": 3, "state": "active"}
+    export = metareg(server, "schema", "export", "cams", cwd=tmp_path)
+    (tmp_path / "exported.json").write_text(export.stdout)
+    again = metareg(server, "schema", "import", "cams", "exported.json", cwd=tmp_path)
+    assert again.returncode == 0
+    assert "cams already matches exported.json (version 1); nothing to do" in again.stdout
+    json_schema = metareg(
+        server, "schema", "export", "cams", "--format", "json-schema", cwd=tmp_path
+    )
+    assert json.loads(json_schema.stdout)["title"] == "cams v1"
+    listing = metareg(server, "schema", "list", cwd=tmp_path)
+    assert listing.stdout.startswith("cams\tv1\t4 keys\t")
+    history = metareg(server, "schema", "history", "cams", cwd=tmp_path)
+    assert history.stdout.startswith("v1  ")
+    assert "    add_scalar night boolean" in history.stdout
+
+
+def test_dry_run_shows_the_impact_on_stored_records(cams: RunningServer, tmp_path: Path) -> None:
+    with Client(cams.address) as client:
+        client.apply("cams", {"u1": {"camera_id": "a-very-long-id"}, "u2": {"camera_id": "b"}})
+    (tmp_path / "narrow.yaml").write_text(SCHEMA.replace("max_length: 16", "max_length: 4"))
+    dry = metareg(cams, "schema", "import", "cams", "narrow.yaml", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 1
+    assert "1 stored record(s) would become invalid (e.g. u1)" in dry.stdout
+    assert "without --force the import would be refused" in dry.stdout
+    refused = metareg(cams, "schema", "import", "cams", "narrow.yaml", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: FAILED_PRECONDITION: ")
+    assert "re-run with --force" in refused.stderr
+    forced = metareg(cams, "schema", "import", "cams", "narrow.yaml", "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert stored(cams, "u1", "u2") == {"u1": {}, "u2": {"camera_id": "b"}}
+
+
+def test_jsonl_apply_writes_rejects_and_applies_the_rest(
+    cams: RunningServer, tmp_path: Path
+) -> None:
+    jsonl(
+        tmp_path / "data.jsonl",
+        record("u1", camera_id="cam1", score=0.5, clip=[1, 2, 3]),
+        record("u2", score="high", night="no"),
+        "{not json",
+        "",
+        record("u3", night=True, keyframes=[0, 4]),
+    )
+    done = metareg(cams, "metadata", "apply", "cams", "data.jsonl", "--partial", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stdout.startswith("applied 2, unchanged 0, rejected 2, not applied 0")
+    assert "rejects: 2 record(s) with their violations in data.rejects.jsonl" in done.stdout
+    rejects = [json.loads(line) for line in (tmp_path / "data.rejects.jsonl").open()]
+    assert [(r["line"], r["data_unit_id"], r["outcome"]) for r in rejects] == [
+        (3, "", "rejected"),
+        (2, "u2", "rejected"),
+    ]
+    assert "not valid JSON" in rejects[0]["violations"][0]["description"]
+    assert {v["key"] for v in rejects[1]["violations"]} == {"score", "night"}
+    assert rejects[1]["metadata"] == {"score": "high", "night": "no"}
+    assert stored(cams, "u1", "u2", "u3") == {
+        "u1": {"camera_id": "cam1", "score": 0.5, "clip": [1.0, 2.0, 3.0]},
+        "u3": {"night": True, "keyframes": [0, 4]},
+    }
+
+
+def test_csv_apply_coerces_by_schema_type(cams: RunningServer, tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text(
+        'data_unit_id,camera_id,score,night,clip\nu1,cam1,95,true,"[0.5, 1, 2]"\nu2,cam2,,false,\n'
+    )
+    done = metareg(cams, "metadata", "apply", "cams", "data.csv", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("applied 2, unchanged 0, rejected 0")
+    assert "rejects: none" in done.stdout
+    assert not (tmp_path / "data.rejects.jsonl").exists()
+    assert stored(cams, "u1", "u2") == {
+        "u1": {"camera_id": "cam1", "score": 95.0, "night": True, "clip": [0.5, 1.0, 2.0]},
+        "u2": {"camera_id": "cam2", "night": False},
+    }
+
+
+def test_an_atomic_csv_apply_stops_at_the_rejected_request(
+    cams: RunningServer, tmp_path: Path
+) -> None:
+    rows = [f"u{i},cam{i},{i},true,\n" for i in range(1500)]
+    rows[1200] = "u1200,cam1200,lots,maybe,\n"
+    (tmp_path / "data.csv").write_text("data_unit_id,camera_id,score,night,clip\n" + "".join(rows))
+    rejects = tmp_path / "out" / "bad.jsonl"
+    rejects.parent.mkdir()
+    done = metareg(
+        cams, "metadata", "apply", "cams", "data.csv", "--rejects", str(rejects), cwd=tmp_path
+    )
+    assert done.returncode == 1
+    assert done.stdout.startswith("applied 1000, unchanged 0, rejected 1, not applied 499")
+    assert done.stderr.startswith(
+        "error: the request with lines 1002..1501 failed (INVALID_ARGUMENT: invalid records, "
+        "see the rejects file), so none of them was written; the lines before 1002 stay applied"
+    )
+    [reject] = [json.loads(line) for line in rejects.open()]
+    assert (reject["line"], reject["data_unit_id"]) == (1202, "u1200")
+    assert {v["rule"] for v in reject["violations"]} == {"type"}
+    found = stored(cams, *(f"u{i}" for i in range(1500)))
+    assert len(found) == 1000
+    assert "u999" in found
+    assert "u1000" not in found
+
+
+def test_validate_writes_nothing_and_reports(cams: RunningServer, tmp_path: Path) -> None:
+    jsonl(tmp_path / "ok.jsonl", record("u1", score=1), record("u2", night=False))
+    ok = metareg(cams, "metadata", "validate", "cams", "ok.jsonl", cwd=tmp_path)
+    assert (ok.returncode, ok.stdout.splitlines()[0][:17]) == (0, "valid 2, invalid ")
+    jsonl(tmp_path / "bad.jsonl", record("u1", score=1), record("u2", score="x"))
+    bad = metareg(
+        cams, "metadata", "validate", "cams", "bad.jsonl", "--coerce-strings", cwd=tmp_path
+    )
+    assert bad.returncode == 1
+    assert bad.stdout.startswith("valid 1, invalid 1")
+    [reject] = [json.loads(line) for line in (tmp_path / "bad.rejects.jsonl").open()]
+    assert (reject["line"], reject["outcome"], reject["violations"][0]["key"]) == (
+        2, "invalid", "score")  # fmt: skip
+    with gzip.open(tmp_path / "bad.jsonl.gz", "wt") as packed:
+        packed.write((tmp_path / "bad.jsonl").read_text())
+    gz = metareg(cams, "metadata", "validate", "cams", "bad.jsonl.gz", "-q", cwd=tmp_path)
+    assert (gz.returncode, gz.stdout.splitlines()[0][:18]) == (1, "valid 1, invalid 1")
+    assert stored(cams, "u1", "u2") == {}
+
+
+def test_get_prints_jsonl_and_exit_1_for_missing_ids(cams: RunningServer, tmp_path: Path) -> None:
+    with Client(cams.address) as client:
+        client.apply("cams", {"u1": {"score": 2}})
+    found = metareg(cams, "metadata", "get", "cams", "u1", cwd=tmp_path)
+    assert found.returncode == 0
+    assert json.loads(found.stdout) == {"data_unit_id": "u1", "metadata": {"score": 2.0}}
+    missing = metareg(cams, "metadata", "get", "cams", "u1", "nope", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr == "no record for: nope\n"
+
+
+def test_usage_errors_exit_2(cams: RunningServer, tmp_path: Path) -> None:
+    (tmp_path / "data.txt").write_text("")
+    for args in [
+        ("metadata", "apply", "cams"),
+        ("metadata", "apply", "cams", "missing.jsonl"),
+        ("metadata", "apply", "cams", "data.txt"),
+        ("metadata", "apply", "cams", "data.txt", "--mode", "upsert"),
+        ("schema", "frob"),
+    ]:
+        done = metareg(cams, *args, cwd=tmp_path)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stdout == ""
+        assert "Error" in done.stderr
+
+
+def test_rejected_input_exits_1(cams: RunningServer, tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("a: strnig\n")
+    done = metareg(cams, "schema", "import", "cams", "bad.yaml", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: INVALID_ARGUMENT: bad.yaml: ")
+    assert '  document["a"]: unknown type "strnig"' in done.stderr
+    missing = metareg(cams, "schema", "show", "nope", cwd=tmp_path)
+    assert (missing.returncode, missing.stderr) == (
+        1, 'error: NOT_FOUND: schema "nope" does not exist\n')  # fmt: skip
+
+
+def test_an_unreachable_server_exits_3(tmp_path: Path) -> None:
+    jsonl(tmp_path / "data.jsonl", record("u1", score=1))
+    for args in [
+        ("schema", "show", "cams"),
+        ("metadata", "apply", "cams", "data.jsonl"),
+    ]:
+        done = metareg(None, *args, "--address", "127.0.0.1:1", "--timeout", "2", cwd=tmp_path)
+        assert done.returncode == 3, done.stderr
+        assert done.stderr.startswith("error: cannot reach a metareg server at 127.0.0.1:1")
+
+
+def test_the_examples_work(server: RunningServer, tmp_path: Path) -> None:
+    """The CLI quickstart in README.md, with the files in examples/."""
+    cwd = EXAMPLES.parent
+    imported = metareg(server, "schema", "import", "dashcams", "examples/schema.yaml", cwd=cwd)
+    assert imported.returncode == 0, imported.stderr
+    applied = metareg(server, "metadata", "apply", "dashcams", "examples/metadata.jsonl", cwd=cwd)
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.startswith("applied 3, ")
+    rejects = tmp_path / "rejects.jsonl"
+    partial = metareg(
+        server, "metadata", "apply", "dashcams", "examples/metadata.csv", "--partial",
+        "--rejects", str(rejects), cwd=cwd,
+    )  # fmt: skip
+    assert partial.returncode == 1
+    assert partial.stdout.startswith("applied 3, unchanged 0, rejected 1")
+    assert json.loads(rejects.read_text())["data_unit_id"] == "frame-0006"
