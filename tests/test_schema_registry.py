@@ -202,11 +202,13 @@ def test_versions_are_immutable_and_readable(server: RunningServer) -> None:
     latest = get_schema(reg, "s")
     assert latest.version == 3
     assert latest.created_at.seconds > 0
-    for bad in (4, -1):
-        with pytest.raises(grpc.RpcError) as caught:
-            get_schema(reg, "s", bad)
-        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-        assert "has no version" in caught.value.details()
+    with pytest.raises(grpc.RpcError) as caught:
+        get_schema(reg, "s", 4)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert 'schema "s" has no version 4 (versions are 1..3)' in caught.value.details()
+    with pytest.raises(grpc.RpcError) as caught:
+        get_schema(reg, "s", -1)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_unknown_schema_is_not_found(server: RunningServer) -> None:

@@ -15,8 +15,10 @@ from ..domain.errors import (
     InvalidName,
     InvalidPageToken,
     RequestTooLarge,
+    SchemaVersionNotFound,
 )
 from ..domain.names import schema_name_problem
+from ..storage.schemas import SchemaRef
 
 T = TypeVar("T")
 
@@ -77,3 +79,14 @@ def decode_page_token(token: str, kind: str) -> Any:
             f"page_token {token[:40]!r} was not issued for this listing; "
             "pass the next_page_token of the previous response"
         ) from None
+
+
+def resolve_version(ref: SchemaRef, version: int) -> int:
+    """A requested version number: 0 means the latest; others must exist."""
+    if version < 0:
+        raise InvalidArgument(f"version must be 0 (latest) or a version number, got {version}")
+    if version == 0:
+        return ref.latest_version
+    if version > ref.latest_version:
+        raise SchemaVersionNotFound(ref.name, version, ref.latest_version)
+    return version

@@ -21,13 +21,21 @@ from ..domain.bundle import (
     plan_bundle,
 )
 from ..domain.errors import IdempotencyKeyReused, InvalidArgument, SchemaNotFound
+from ..domain.names import data_unit_id_problem, shorten
 from ..domain.reports import bundle_rejection
 from ..domain.validator import CompiledValidator, Problem, encode_record, record_size_problem
 from ..storage import idempotency, records, schemas
 from ..storage.database import Database
 from ..storage.schemas import Lock, SchemaRef
 from .cache import SchemaCache
-from .common import Clock, require_at_most, require_schema_name, retry_on_conflict, utc_now
+from .common import (
+    Clock,
+    require_at_most,
+    require_schema_name,
+    resolve_version,
+    retry_on_conflict,
+    utc_now,
+)
 
 MAX_IDS_PER_REQUEST = 1000
 MAX_IDEMPOTENCY_KEY_LENGTH = 256
@@ -91,6 +99,11 @@ class ValidationReport:
     valid_count: int = 0
 
 
+def possible_ids(data_unit_ids: Sequence[str]) -> list[str]:
+    """The ids that a record could have; the others are simply missing."""
+    return [d for d in data_unit_ids if data_unit_id_problem(d) is None]
+
+
 class MetadataService:
     def __init__(
         self,
@@ -113,7 +126,7 @@ class MetadataService:
         ref = schemas.get_ref(session, name, lock=lock)
         if ref is None or ref.latest_version == 0:
             raise SchemaNotFound(name)
-        return ref, self.cache.validator(session, ref, version or ref.latest_version)
+        return ref, self.cache.validator(session, ref, resolve_version(ref, version))
 
     def validate(
         self,
@@ -142,10 +155,11 @@ class MetadataService:
 
     def apply_bundle(self, request: BundleRequest) -> BundleOutcome:
         require_at_most(len(request.updates), MAX_BUNDLE_UPDATES, "updates")
-        if len(request.idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        key = request.idempotency_key
+        if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or any(ord(c) < 32 or c == "\x7f" for c in key):
             raise InvalidArgument(
-                f"idempotency_key is {len(request.idempotency_key)} characters long; "
-                f"the limit is {MAX_IDEMPOTENCY_KEY_LENGTH}"
+                f"idempotency_key must be at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters "
+                f"without control characters; got {shorten(key)}"
             )
         self._purge_expired_keys()
         return retry_on_conflict(lambda: self._apply_once(request))
@@ -197,7 +211,7 @@ class MetadataService:
         require_at_most(len(data_unit_ids), MAX_IDS_PER_REQUEST, "data_unit_ids")
         with self.db.session() as session:
             ref, validator = self._schema(session, schema)
-            found = records.get_records(session, ref.id, data_unit_ids)
+            found = records.get_records(session, ref.id, possible_ids(data_unit_ids))
         for record in found:
             record.values = validator.visible(record.values)
         present = {r.data_unit_id for r in found}
@@ -209,7 +223,9 @@ class MetadataService:
         def delete() -> tuple[int, list[str]]:
             with self.db.session(write=True) as session:
                 ref, validator = self._schema(session, schema, lock="share")
-                deleted = records.delete_records(session, ref.id, data_unit_ids, validator.indexed)
+                deleted = records.delete_records(
+                    session, ref.id, possible_ids(data_unit_ids), validator.indexed
+                )
             missing = [d for d in dict.fromkeys(data_unit_ids) if d not in deleted]
             return len(deleted), missing
 

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from ..domain.bundle import MetadataUpdate, Outcome, StoredRecord, check_update
 from ..domain.bundle import plan_bundle as plan_updates
 from ..domain.errors import InvalidArgument, InvalidPageToken, TooManyMatches
+from ..domain.names import data_unit_id_problem
 from ..domain.query.checker import (
     Among,
     Checked,
@@ -347,7 +348,9 @@ def _decode_cursor(token: str, digest: str) -> Position | None:
         if data["q"] != digest:
             raise ValueError("token of another query")
         phase, value, duid = data["p"]
-        if phase not in (0, 1) or not isinstance(duid, str):
+        if phase not in (0, 1) or not isinstance(duid, str) or data_unit_id_problem(duid):
+            raise ValueError("bad position")
+        if not (value is None or isinstance(value, float | int | str)) or "\x00" in str(value):
             raise ValueError("bad position")
         return (phase, value, duid)
     except (TypeError, KeyError, ValueError):

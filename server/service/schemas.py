@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from ..domain.errors import (
     IncompatibleChange,
     SchemaNotFound,
-    SchemaVersionNotFound,
     VersionConflict,
 )
 from ..domain.evolution import Evolution, SchemaChange, apply_changes
@@ -31,6 +30,7 @@ from .common import (
     encode_page_token,
     page_size,
     require_schema_name,
+    resolve_version,
     retry_on_conflict,
     utc_now,
 )
@@ -66,7 +66,7 @@ class SchemaService:
         require_schema_name(name)
         with self.db.session() as session:
             ref = self._require_ref(session, name)
-            return self.cache.version(session, ref, self._resolve(ref, version))
+            return self.cache.version(session, ref, resolve_version(ref, version))
 
     def export_json_schema(self, name: str, version: int = 0) -> tuple[int, str]:
         schema = self.get_schema(name, version)
@@ -184,11 +184,3 @@ class SchemaService:
         if ref is None or ref.latest_version == 0:
             raise SchemaNotFound(name)
         return ref
-
-    @staticmethod
-    def _resolve(ref: SchemaRef, version: int) -> int:
-        if version == 0:
-            return ref.latest_version
-        if not 1 <= version <= ref.latest_version:
-            raise SchemaVersionNotFound(ref.name, version, ref.latest_version)
-        return version

@@ -52,12 +52,16 @@ def _read_quoted(source: str, start: int, quote: str, kind: str) -> tuple[str, i
         char = source[index]
         if char == quote:
             return "".join(out), index + 1
+        if char == "\x00":
+            raise InvalidQuery(index + 1, f"a {kind} cannot contain a NUL character")
         if char == "\\":
             escape = source[index + 1 : index + 2]
             if escape == "u":
                 digits = source[index + 2 : index + 6]
                 if not re.fullmatch(r"[0-9a-fA-F]{4}", digits):
                     raise InvalidQuery(index + 1, "\\u must be followed by four hex digits")
+                if digits == "0000":
+                    raise InvalidQuery(index + 1, f"a {kind} cannot contain a NUL character")
                 out.append(chr(int(digits, 16)))
                 index += 6
                 continue
@@ -71,7 +75,14 @@ def _read_quoted(source: str, start: int, quote: str, kind: str) -> tuple[str, i
     raise InvalidQuery(start + 1, f"{kind} is not closed: add the missing {quote}")
 
 
+MAX_FILTER_LENGTH = 16_384
+
+
 def tokenize(source: str) -> list[Token]:
+    if len(source) > MAX_FILTER_LENGTH:
+        raise InvalidQuery(
+            MAX_FILTER_LENGTH + 1, f"a filter is at most {MAX_FILTER_LENGTH} characters long"
+        )
     tokens: list[Token] = []
     index = 0
     while index < len(source):

@@ -64,10 +64,21 @@ class Ordering:
     descending: bool
 
 
+MAX_DEPTH = 64
+
+
 class _Parser:
     def __init__(self, source: str) -> None:
         self.tokens = tokenize(source)
         self.position = 0
+        self.depth = 0
+
+    def nested(self, column: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise InvalidQuery(
+                column, f"a filter nests NOT and parentheses at most {MAX_DEPTH} deep"
+            )
 
     @property
     def current(self) -> Token:
@@ -112,13 +123,16 @@ class _Parser:
 
     def parse_not(self) -> Node:
         if self.at_keyword("NOT"):
-            self.advance()
-            return Not(self.parse_not())
+            self.nested(self.advance().column)
+            node: Node = Not(self.parse_not())
+            self.depth -= 1
+            return node
         if self.current.kind is Kind.LPAREN:
-            self.advance()
-            inner = self.parse_or()
+            self.nested(self.advance().column)
+            node = self.parse_or()
             self.expect(Kind.RPAREN, "')'")
-            return inner
+            self.depth -= 1
+            return node
         return self.parse_comparison()
 
     def parse_key(self) -> KeyRef:
