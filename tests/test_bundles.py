@@ -239,30 +239,40 @@ def test_keys_are_kept_for_24_hours(clocked: tuple[RunningServer, Clock]) -> Non
 # --- failures inside the write path -----------------------------------------------------
 
 
-@pytest.mark.parametrize("failing_step", ["_insert_absent", "_write_embeddings"])
+@pytest.mark.parametrize("where", ["half-way through the new records", "after every row"])
 def test_a_failure_inside_the_write_path_leaves_the_database_unchanged(
-    cams: RunningServer, monkeypatch: pytest.MonkeyPatch, failing_step: str
+    cams: RunningServer, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    """Fail after half the new rows are inserted, or after every record row is written."""
-    from metareg.server.storage import records as store
+    from metareg.server.storage import bulk, index, pgcopy
 
     apply(cams, *[b.metadata_update(f"old{i}", {"a": "x"}) for i in range(10)])
     before = table_dump(cams.database_url)
-    real_step = getattr(store, failing_step)
+    failed: list[str] = []
 
-    def half_then_fail(session: Any, rows: list[Any]) -> int:
-        real_step(session, rows[: len(rows) // 2])
+    def fail_half_way(real: Any) -> Any:
+        def insert(session: Any, *args: Any, **kwargs: Any) -> int:
+            *head, rows = args
+            if len(rows) == 20:  # the new records (SQLite: executemany; PostgreSQL: COPY)
+                real(session, *head, rows[:10], **kwargs)
+                failed.append("records")
+                raise RuntimeError("disk on fire")
+            return int(real(session, *args, **kwargs))
+
+        return insert
+
+    def fail_at_the_end(*_args: Any, **_kwargs: Any) -> None:
+        failed.append("index")
         raise RuntimeError("disk on fire")
 
-    def fail_with(session: Any, schema_id: int, writes: list[Any]) -> None:
-        real_step(session, schema_id, writes)
-        raise RuntimeError("disk on fire")
-
-    patched = half_then_fail if failing_step == "_insert_absent" else fail_with
-    monkeypatch.setattr(store, failing_step, patched)
+    if where == "after every row":
+        monkeypatch.setattr(index, "add_entries", fail_at_the_end)
+    else:
+        monkeypatch.setattr(bulk, "executemany", fail_half_way(bulk.executemany))
+        monkeypatch.setattr(pgcopy, "copy_insert", fail_half_way(pgcopy.copy_insert))
     updates = [b.metadata_update(f"new{i}", {"a": "y", "v": [1.0, 2.0, 3.0]}) for i in range(20)]
     updates += [b.metadata_update(f"old{i}", {"a": "changed"}) for i in range(10)]
     with pytest.raises(grpc.RpcError) as caught:
         apply(cams, *updates)
     assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert len(failed) == 1
     assert table_dump(cams.database_url) == before

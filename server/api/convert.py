@@ -195,7 +195,8 @@ def values_from_proto(
     values: dict[str, object] = {}
     problems: list[Problem] = []
     extract = _EXTRACT
-    for key, value in metadata.items():
+    for key in metadata:  # iterating keys and indexing beats items() on upb maps
+        value = metadata[key]
         kind = value.WhichOneof("kind")
         if kind is None:
             problems.append(

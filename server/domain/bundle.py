@@ -98,7 +98,7 @@ class RecordWrite:
     # Revision read before planning; 0 when the record did not exist. The
     # store refuses the write if the row moved on meanwhile.
     previous_revision: int
-    embeddings_to_upsert: dict[str, bytes]
+    embeddings_to_upsert: Mapping[str, bytes]
     embeddings_to_delete: tuple[str, ...]
     index_added: tuple[IndexEntry, ...] = ()
     index_removed: tuple[IndexEntry, ...] = ()
@@ -129,12 +129,15 @@ def check_update(
     validator: CompiledValidator, update: MetadataUpdate, *, coerce_strings: bool
 ) -> tuple[dict[str, object], list[Problem]]:
     """The normalised patch and every problem of one update or record."""
-    problems = list(update.decode_problems)
+    patch, problems = validator.check(update.values, coerce_strings=coerce_strings)
     id_problem = data_unit_id_problem(update.data_unit_id)
-    if id_problem:
-        problems.append(Problem("", "data_unit_id", id_problem, shorten(update.data_unit_id)))
-    patch, value_problems = validator.check(update.values, coerce_strings=coerce_strings)
-    problems.extend(value_problems)
+    if id_problem or update.decode_problems:
+        shown = shorten(update.data_unit_id)
+        problems = [
+            *update.decode_problems,
+            *([Problem("", "data_unit_id", id_problem, shown)] if id_problem else []),
+            *problems,
+        ]
     return patch, problems
 
 
@@ -162,7 +165,10 @@ def plan_bundle(
             results.append(UpdateResult(index, duid, Outcome.REJECTED, problems=tuple(problems)))
             continue
         current = working.get(duid)
-        values = apply_update(current.values if current else None, patch, update.mode, hidden)
+        if current is None:  # a new record: whatever the mode, its non-null values
+            values = patch if None not in patch.values() else _without_nulls(patch)
+        else:
+            values = apply_update(current.values, patch, update.mode, hidden)
         if current is not None and values == current.values:
             results.append(UpdateResult(index, duid, Outcome.UNCHANGED, current.revision))
             continue
@@ -192,6 +198,10 @@ def plan_bundle(
     return plan
 
 
+def _without_nulls(values: Mapping[str, object]) -> dict[str, object]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def _record_write(
     duid: str,
     state: _Working,
@@ -199,22 +209,24 @@ def _record_write(
     indexed: Mapping[str, KeyDefinition],
 ) -> RecordWrite:
     assert state.encoded is not None
-    old_embeddings = {k: v for k, v in before.values.items() if type(v) is array} if before else {}
     new_embeddings = state.encoded.embeddings
+    if before is None:  # the common bulk-load case: nothing to diff against
+        added = tuple(index_entries(state.values, indexed)) if indexed else ()
+        return RecordWrite(duid, state.encoded, state.revision, 0, new_embeddings, (), added, ())
+    old_embeddings = {k: v for k, v in before.values.items() if type(v) is array}
     upsert = {
         k: raw
         for k, raw in new_embeddings.items()
         if k not in old_embeddings or old_embeddings[k] != state.values[k]
     }
     deleted = tuple(k for k in old_embeddings if k not in new_embeddings)
-    previous = before.revision if before else 0
-    old_entries = index_entries(before.values, indexed) if before else set()
+    old_entries = index_entries(before.values, indexed)
     new_entries = index_entries(state.values, indexed)
     return RecordWrite(
         duid,
         state.encoded,
         state.revision,
-        previous,
+        before.revision,
         upsert,
         deleted,
         tuple(new_entries - old_entries),

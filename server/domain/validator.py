@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+
+import orjson
 
 from .names import RESERVED_KEYFRAMES, is_valid_key_name, key_name_problem
 from .query.index import indexed_keys
@@ -44,11 +46,23 @@ class EncodedRecord:
     """A record in storage form: scalar values as JSON text, embeddings as float32 bytes."""
 
     scalars_json: str
-    embeddings: dict[str, bytes]
+    embeddings: Mapping[str, bytes]
     size: int
 
 
+_NO_EMBEDDINGS: Mapping[str, bytes] = MappingProxyType({})
+
+
 def encode_record(values: Mapping[str, object]) -> EncodedRecord:
+    """Scalar values as compact JSON and embeddings as float32 bytes, with the stored size."""
+    try:
+        raw = orjson.dumps(values)  # most records hold no embedding: one C call
+    except TypeError:
+        return _encode_with_embeddings(values)
+    return EncodedRecord(raw.decode(), _NO_EMBEDDINGS, len(raw))
+
+
+def _encode_with_embeddings(values: Mapping[str, object]) -> EncodedRecord:
     scalars: dict[str, object] = {}
     embeddings: dict[str, bytes] = {}
     size = 0
@@ -59,9 +73,8 @@ def encode_record(values: Mapping[str, object]) -> EncodedRecord:
             size += len(raw) + len(key)
         else:
             scalars[key] = value
-    text = json.dumps(scalars, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    size += len(text.encode())
-    return EncodedRecord(text, embeddings, size)
+    text = orjson.dumps(scalars)
+    return EncodedRecord(text.decode(), embeddings, size + len(text))
 
 
 def record_size_problem(size: int) -> Problem | None:

@@ -10,7 +10,7 @@ import math
 import re
 from array import array
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 from .names import shorten
 from .schema import KeyDefinition, KeyType
@@ -108,23 +108,19 @@ def parse_datetime(text: str) -> datetime:
     match = _DATETIME.fullmatch(text)
     if match is None:
         raise ValueError("not an ISO 8601 date-time like 2024-05-01T12:30:00Z")
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     fraction, _zulu, sign, off_h, off_m = match.groups()[6:]
-    micro = int((fraction or "0")[:6].ljust(6, "0"))
-    tz: timezone = UTC
-    if sign:
-        hours, minutes = int(off_h), int(off_m)
-        if hours > 23 or minutes > 59:
-            raise ValueError(f"offset {sign}{off_h}:{off_m} is out of range")
-        offset = timedelta(hours=hours, minutes=minutes)
-        tz = timezone(offset if sign == "+" else -offset)
-    local = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
-    return local.astimezone(UTC)
+    if sign and (int(off_h) > 23 or int(off_m) > 59):
+        raise ValueError(f"offset {sign}{off_h}:{off_m} is out of range")
+    # The grammar is checked; the C parser does the rest (calendar, ranges).
+    offset = f"{sign}{off_h}:{off_m}" if sign else "+00:00"
+    micro = f".{(fraction + '00000')[:6]}" if fraction else ""
+    return datetime.fromisoformat(f"{text[:10]}T{text[11:19]}{micro}{offset}").astimezone(UTC)
 
 
 def format_datetime(moment: datetime) -> str:
     """The stored form: UTC, fixed width, microseconds, so text order is time order."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    text = moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return text[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def check_datetime(value: object) -> object:

@@ -4,14 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import String, any_, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+DIALECT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def dialect_of(session: Session) -> str:
+    return str(session.get_bind().dialect.name)
+
 
 def is_postgresql(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+    return dialect_of(session) == "postgresql"
 
 
 def upsert_insert(session: Session, table: Any) -> Any:
     """An INSERT that supports ON CONFLICT clauses on the session's backend."""
     return postgresql.insert(table) if is_postgresql(session) else sqlite.insert(table)
+
+
+def id_in(session: Session, column: Any, ids: list[str]) -> Any:
+    """`column IN ids`; on PostgreSQL as `= ANY(array)`, one parameter whatever the count.
+
+    Each distinct IN-list length is its own prepared statement to psycopg, and once
+    prepared PostgreSQL may switch to a generic plan that filters instead of probing
+    the primary key; a single array parameter keeps one good plan.
+    """
+    if is_postgresql(session):
+        return column == any_(bindparam(None, ids, type_=postgresql.ARRAY(String)))
+    return column.in_(ids)

@@ -11,7 +11,8 @@ from sqlalchemy import tuple_ as row
 from sqlalchemy.orm import Session
 
 from ..domain.query.index import IndexEntry, IndexRange, IndexTable, IndexValue
-from .dialects import upsert_insert
+from . import bulk
+from .dialects import DIALECT_INSERTS, dialect_of
 from .models import IndexNumberRow, IndexStringRow
 
 TABLES: dict[IndexTable, Table] = {
@@ -44,18 +45,33 @@ def remove_entries(
     session: Session, schema_id: int, entries: Iterable[tuple[str, IndexEntry]]
 ) -> None:
     """Delete (data_unit_id, entry) pairs, each by its full primary key."""
-    connection = session.connection()
     for kind, rows in _split(schema_id, entries).items():
-        connection.execute(
-            _DELETE[kind], [{f"b_{name}": value for name, value in r.items()} for r in rows]
+        bulk.executemany(
+            session,
+            _DELETE[kind],
+            [{f"b_{name}": value for name, value in r.items()} for r in rows],
         )
+
+
+_INSERT = {
+    (dialect, kind): insert(table)
+    .values(
+        schema_id=bindparam("schema_id"),
+        key=bindparam("key"),
+        value=bindparam("value"),
+        data_unit_id=bindparam("data_unit_id"),
+    )
+    .on_conflict_do_nothing()
+    for dialect, insert in DIALECT_INSERTS.items()
+    for kind, table in TABLES.items()
+}
 
 
 def add_entries(session: Session, schema_id: int, entries: Iterable[tuple[str, IndexEntry]]
                 ) -> None:  # fmt: skip
-    connection = session.connection()
+    dialect = dialect_of(session)
     for kind, rows in _split(schema_id, entries).items():
-        connection.execute(upsert_insert(session, TABLES[kind]).on_conflict_do_nothing(), rows)
+        bulk.executemany(session, _INSERT[(dialect, kind)], rows)
 
 
 def drop_key(session: Session, schema_id: int, key: str) -> None:

@@ -26,8 +26,8 @@ from ..domain.bundle import RecordWrite, StoredRecord
 from ..domain.errors import ConcurrentWrite
 from ..domain.query.index import index_entries
 from ..domain.schema import KeyDefinition
-from . import index
-from .dialects import is_postgresql, upsert_insert
+from . import bulk, index, pgcopy
+from .dialects import DIALECT_INSERTS, dialect_of, id_in, is_postgresql
 from .models import RecordEmbeddingRow, RecordRow
 
 records = cast(Table, RecordRow.__table__)
@@ -67,7 +67,7 @@ def load_records(
             records.c.revision,
             records.c.schema_version,
             records.c.updated_at,
-        ).where(records.c.schema_id == schema_id, records.c.data_unit_id.in_(ids))
+        ).where(records.c.schema_id == schema_id, id_in(session, records.c.data_unit_id, ids))
     )
     found = {
         duid: StoredRecord(duid, data, revision, version, updated)
@@ -77,7 +77,7 @@ def load_records(
         vectors = connection.execute(
             select(embeddings.c.data_unit_id, embeddings.c.key, embeddings.c.vector).where(
                 embeddings.c.schema_id == schema_id,
-                embeddings.c.data_unit_id.in_(list(found)),
+                id_in(session, embeddings.c.data_unit_id, list(found)),
             )
         )
         for duid, key, raw in vectors:
@@ -85,6 +85,22 @@ def load_records(
     return found
 
 
+_INSERT_RECORD = {
+    dialect: insert(records)
+    .values(
+        schema_id=bindparam("schema_id"),
+        data_unit_id=bindparam("data_unit_id"),
+        data=bindparam("data"),
+        schema_version=bindparam("schema_version"),
+        revision=bindparam("revision"),
+        updated_at=bindparam("updated_at"),
+    )
+    .on_conflict_do_nothing()
+    for dialect, insert in DIALECT_INSERTS.items()
+}
+_RECORD_COLUMNS = (
+    "schema_id", "data_unit_id", "data", "schema_version", "revision", "updated_at",
+)  # fmt: skip
 _UPDATE_RECORD = (
     update(records)
     .where(
@@ -104,18 +120,18 @@ _DELETE_EMBEDDING = delete(embeddings).where(
     embeddings.c.data_unit_id == bindparam("b_data_unit_id"),
     embeddings.c.key == bindparam("b_key"),
 )
-
-
-def _insert_absent(session: Session, rows: list[dict[str, object]]) -> int:
-    """Insert rows whose key is still free; returns how many were inserted."""
-    statement = upsert_insert(session, records).on_conflict_do_nothing()
-    connection = session.connection()
-    if is_postgresql(session):
-        # psycopg batches executemany into multi-row VALUES and reports no
-        # rowcount, so count the rows the insert returns instead.
-        returning = statement.returning(records.c.data_unit_id)
-        return len(connection.execute(returning, rows).all())
-    return int(connection.execute(statement, rows).rowcount)
+_UPSERT_EMBEDDING = {
+    dialect: (statement := insert(embeddings).values(
+        schema_id=bindparam("schema_id"),
+        data_unit_id=bindparam("data_unit_id"),
+        key=bindparam("key"),
+        vector=bindparam("vector"),
+    )).on_conflict_do_update(
+        index_elements=["schema_id", "data_unit_id", "key"],
+        set_={"vector": statement.excluded.vector},
+    )
+    for dialect, insert in DIALECT_INSERTS.items()
+}  # fmt: skip
 
 
 def write_records(
@@ -132,11 +148,22 @@ def write_records(
     ConcurrentWrite rolls the whole bundle back.
     """
     ordered = sorted(writes, key=lambda w: w.data_unit_id)  # one lock order for all writers
-    connection = session.connection()
+    stamp = bulk.driver_timestamp(session, now)
     new = [w for w in ordered if w.previous_revision == 0]
-    if new:
-        inserted = _insert_absent(
+    if is_postgresql(session):
+        inserted = pgcopy.copy_insert(
             session,
+            records,
+            _RECORD_COLUMNS,
+            [
+                (schema_id, w.data_unit_id, w.encoded.scalars_json, schema_version, w.revision, now)
+                for w in new
+            ],
+        )
+    else:
+        inserted = bulk.executemany(
+            session,
+            _INSERT_RECORD[dialect_of(session)],
             [
                 {
                     "schema_id": schema_id,
@@ -144,32 +171,32 @@ def write_records(
                     "data": w.encoded.scalars_json,
                     "schema_version": schema_version,
                     "revision": w.revision,
-                    "updated_at": now,
+                    "updated_at": stamp,
                 }
                 for w in new
             ],
         )
-        if inserted != len(new):
-            raise ConcurrentWrite("a concurrent request created some of these records; retry")
+    if inserted != len(new):
+        raise ConcurrentWrite("a concurrent request created some of these records; retry")
     existing = [w for w in ordered if w.previous_revision != 0]
-    if existing:
-        result = connection.execute(
-            _UPDATE_RECORD,
-            [
-                {
-                    "b_schema_id": schema_id,
-                    "b_data_unit_id": w.data_unit_id,
-                    "b_previous_revision": w.previous_revision,
-                    "b_data": w.encoded.scalars_json,
-                    "b_schema_version": schema_version,
-                    "b_revision": w.revision,
-                    "b_updated_at": now,
-                }
-                for w in existing
-            ],
-        )
-        if result.rowcount != len(existing):
-            raise ConcurrentWrite("a concurrent request changed some of these records; retry")
+    updated = bulk.executemany(
+        session,
+        _UPDATE_RECORD,
+        [
+            {
+                "b_schema_id": schema_id,
+                "b_data_unit_id": w.data_unit_id,
+                "b_previous_revision": w.previous_revision,
+                "b_data": w.encoded.scalars_json,
+                "b_schema_version": schema_version,
+                "b_revision": w.revision,
+                "b_updated_at": stamp,
+            }
+            for w in existing
+        ],
+    )
+    if updated != len(existing):
+        raise ConcurrentWrite("a concurrent request changed some of these records; retry")
     _write_embeddings(session, schema_id, ordered)
     index.remove_entries(
         session, schema_id, ((w.data_unit_id, e) for w in ordered for e in w.index_removed)
@@ -180,26 +207,37 @@ def write_records(
 
 
 def _write_embeddings(session: Session, schema_id: int, writes: Sequence[RecordWrite]) -> None:
-    connection = session.connection()
-    removed = [
-        {"b_schema_id": schema_id, "b_data_unit_id": w.data_unit_id, "b_key": key}
-        for w in writes
-        for key in w.embeddings_to_delete
-    ]
-    if removed:
-        connection.execute(_DELETE_EMBEDDING, removed)
-    upserts = [
-        {"schema_id": schema_id, "data_unit_id": w.data_unit_id, "key": key, "vector": raw}
-        for w in writes
-        for key, raw in w.embeddings_to_upsert.items()
-    ]
-    if upserts:
-        statement = upsert_insert(session, embeddings)
-        statement = statement.on_conflict_do_update(
-            index_elements=["schema_id", "data_unit_id", "key"],
-            set_={"vector": statement.excluded.vector},
+    bulk.executemany(
+        session,
+        _DELETE_EMBEDDING,
+        [
+            {"b_schema_id": schema_id, "b_data_unit_id": w.data_unit_id, "b_key": key}
+            for w in writes
+            for key in w.embeddings_to_delete
+        ],
+    )
+    if is_postgresql(session):
+        pgcopy.copy_insert(
+            session,
+            embeddings,
+            ("schema_id", "data_unit_id", "key", "vector"),
+            [
+                (schema_id, w.data_unit_id, key, raw)
+                for w in writes
+                for key, raw in w.embeddings_to_upsert.items()
+            ],
+            "ON CONFLICT (schema_id, data_unit_id, key) DO UPDATE SET vector = EXCLUDED.vector",
         )
-        connection.execute(statement, upserts)
+        return
+    bulk.executemany(
+        session,
+        _UPSERT_EMBEDDING[dialect_of(session)],
+        [
+            {"schema_id": schema_id, "data_unit_id": w.data_unit_id, "key": key, "vector": raw}
+            for w in writes
+            for key, raw in w.embeddings_to_upsert.items()
+        ],
+    )
 
 
 def get_records(
@@ -231,12 +269,13 @@ def delete_records(
         )
         connection.execute(
             delete(embeddings).where(
-                embeddings.c.schema_id == schema_id, embeddings.c.data_unit_id.in_(found)
+                embeddings.c.schema_id == schema_id,
+                id_in(session, embeddings.c.data_unit_id, found),
             )
         )
         connection.execute(
             delete(records).where(
-                records.c.schema_id == schema_id, records.c.data_unit_id.in_(found)
+                records.c.schema_id == schema_id, id_in(session, records.c.data_unit_id, found)
             )
         )
     return set(existing)
@@ -253,7 +292,8 @@ def load_scalars(
         return {}
     rows = session.connection().execute(
         select(records.c.data_unit_id, records.c.data).where(
-            records.c.schema_id == schema_id, records.c.data_unit_id.in_(list(data_unit_ids))
+            records.c.schema_id == schema_id,
+            id_in(session, records.c.data_unit_id, list(data_unit_ids)),
         )
     )
     return {row[0]: row[1] for row in rows}
@@ -268,7 +308,7 @@ def embedding_keys_of(
     rows = session.connection().execute(
         select(embeddings.c.data_unit_id, embeddings.c.key).where(
             embeddings.c.schema_id == schema_id,
-            embeddings.c.data_unit_id.in_(list(data_unit_ids)),
+            id_in(session, embeddings.c.data_unit_id, list(data_unit_ids)),
         )
     )
     for duid, key in rows:

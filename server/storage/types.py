@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import DateTime, Text, TypeDecorator, TypeEngine
@@ -32,7 +32,7 @@ class JsonText(TypeDecorator[Any]):
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any]:
         def load(value: Any) -> Any:
-            return json.loads(value) if isinstance(value, str | bytes) else value
+            return orjson.loads(value) if isinstance(value, str | bytes) else value
 
         return load
 

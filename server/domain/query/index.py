@@ -51,6 +51,8 @@ def indexed_keys(state: SchemaState) -> dict[str, KeyDefinition]:
 def index_entries(
     values: Mapping[str, object], indexed: Mapping[str, KeyDefinition]
 ) -> set[IndexEntry]:
+    if not indexed:
+        return set()
     return {
         (table_for(definition), key, index_value(values[key]))
         for key, definition in indexed.items()
