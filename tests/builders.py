@@ -77,6 +77,7 @@ def details(error: grpc.RpcError) -> list[Any]:
         for kind in (
             error_details_pb2.BadRequest,
             error_details_pb2.PreconditionFailure,
+            error_details_pb2.ErrorInfo,
             mpb.BundleRejection,
             spb.SchemaImpact,
         ):

@@ -147,6 +147,12 @@ def test_query_errors_are_invalid_argument_with_a_column(loaded: RunningServer) 
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.details().startswith("filter error at column 5:")
     assert b.field_violations(caught.value).keys() == {"filter"}
+    (info,) = [d for d in b.details(caught.value) if d.DESCRIPTOR.name == "ErrorInfo"]
+    assert (info.reason, info.domain) == ("INVALID_QUERY", "metareg.v1")
+    assert dict(info.metadata) == {
+        "field": "filter", "column": "5",
+        "problem": 'key "q" has type number; compare it with a number, not a string',
+    }  # fmt: skip
     with pytest.raises(grpc.RpcError) as caught:
         query(loaded, "", order_by="missing")
     assert b.field_violations(caught.value).keys() == {"order_by"}

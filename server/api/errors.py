@@ -18,7 +18,13 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from metareg.v1 import metadata_pb2 as mpb
 
 from ..domain.bundle import BundlePlan, Outcome
-from ..domain.errors import FieldViolation, IncompatibleChange, InvalidMetadata, MetaregError
+from ..domain.errors import (
+    FieldViolation,
+    IncompatibleChange,
+    InvalidMetadata,
+    InvalidQuery,
+    MetaregError,
+)
 from ..domain.impact import ImpactReport
 from .convert import impact_to_proto, result_to_proto
 
@@ -26,6 +32,10 @@ DEFAULT_DETAIL_BYTES = 7000
 MAX_DETAIL_BYTES = 4 * 1024 * 1024
 DETAIL_BYTES_HEADER = "metareg-error-detail-bytes"
 MAX_MESSAGE_CHARS = 1500
+ERROR_DOMAIN = "metareg.v1"
+# ErrorInfo.reason for a filter or order_by the server could not use; its metadata
+# holds "field" (filter or order_by), "column" (1-based) and "problem".
+QUERY_ERROR_REASON = "INVALID_QUERY"
 
 
 def grpc_code(error: MetaregError) -> grpc.StatusCode:
@@ -108,6 +118,10 @@ def to_rpc_status(error: MetaregError, budget: int = DEFAULT_DETAIL_BYTES) -> st
         status.details.append(_pack(_bad_request(error.violations, share)))
     if isinstance(error, InvalidMetadata) and isinstance(error.detail, BundlePlan):
         status.details.append(_pack(_rejection(error.detail, budget // 2)))
+    if isinstance(error, InvalidQuery):
+        info = error_details_pb2.ErrorInfo(reason=QUERY_ERROR_REASON, domain=ERROR_DOMAIN)
+        info.metadata.update(error.info)
+        status.details.append(_pack(info))
     if isinstance(error, IncompatibleChange) and isinstance(error.impact, ImpactReport):
         status.details.append(_pack(_precondition(error.impact)))
         status.details.append(_pack(impact_to_proto(error.impact)))

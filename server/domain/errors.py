@@ -116,6 +116,8 @@ class InvalidQuery(InvalidArgument):
         self.field = field
         message = f"{field} error at column {column}: {problem}"
         super().__init__(message, [FieldViolation(field, message, "query")])
+        # Machine-readable position, sent as a google.rpc.ErrorInfo detail.
+        self.info = {"field": field, "column": str(column), "problem": problem}
 
     def for_field(self, field: str) -> InvalidQuery:
         return InvalidQuery(self.column, self.problem, field)
