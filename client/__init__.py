@@ -8,6 +8,8 @@
         schema.save()
         with client.bundle("cams") as bundle:
             bundle.update("unit-1", {"camera_id": "cam001"})
+        for record in client.query("cams", 'camera_id = "cam001"', order_by="camera_id"):
+            print(record.data_unit_id, record.metadata)
 
 Depends only on the generated `metareg.v1` stubs, never on the server.
 """
@@ -42,16 +44,20 @@ from ._errors import (
     from_grpc_error,
 )
 from ._files import load_schema_file
+from ._query import QueryResults
 from ._results import (
     BundleRejection,
     FieldViolation,
+    FilterUpdate,
     Outcome,
     PreconditionViolation,
+    QueryErrorPosition,
     RecordReport,
     SchemaImpact,
     SchemaSummary,
     SchemaUpdate,
     SchemaVersionInfo,
+    StoredRecord,
     UpdateResult,
     ValidationReport,
     Violation,
@@ -74,6 +80,7 @@ __all__ = [
     "DeadlineExceededError",
     "FailedPreconditionError",
     "FieldViolation",
+    "FilterUpdate",
     "InternalError",
     "InvalidArgumentError",
     "MetadataSchema",
@@ -83,6 +90,8 @@ __all__ = [
     "Outcome",
     "PermissionDeniedError",
     "PreconditionViolation",
+    "QueryErrorPosition",
+    "QueryResults",
     "RecordReport",
     "ResourceExhaustedError",
     "RetryPolicy",
@@ -92,6 +101,7 @@ __all__ = [
     "SchemaSummary",
     "SchemaUpdate",
     "SchemaVersionInfo",
+    "StoredRecord",
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",

@@ -1,7 +1,8 @@
 """Shared pieces of the `metareg` client commands: connection options and exit codes.
 
 Exit codes: 0 success, 1 rejected input (invalid records or schema, or any other error
-the server reports), 2 usage, 3 server unreachable. Errors go to stderr.
+the server reports), 2 usage (also a query filter or --order-by that the server
+rejects: it is part of the command line), 3 server unreachable. Errors go to stderr.
 """
 
 from __future__ import annotations

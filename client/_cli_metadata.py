@@ -1,4 +1,4 @@
-"""`metareg metadata …`: validate and apply JSONL or CSV files, read records."""
+"""`metareg metadata …`: validate and apply JSONL or CSV files, read and query records."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from ._cli_common import (
     echo_error,
     reports_errors,
 )
+from ._cli_query import count, query
 from ._client import Client
 from ._datafiles import DataFormat, count_lines, data_format, read_records
 from ._errors import NotFoundError
@@ -30,7 +31,11 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 
 @click.group()
 def metadata() -> None:
-    """Validate, apply and read metadata records."""
+    """Validate, apply, read and query metadata records."""
+
+
+metadata.add_command(query)
+metadata.add_command(count)
 
 
 def _file_options(command: Command) -> Command:

@@ -17,7 +17,15 @@ from metareg.v1 import schema_registry_pb2 as rpb
 from ._bundle import MAX_REQUEST_BYTES, Bundle, Progress, UpdateModeName
 from ._errors import ConflictError, InvalidArgumentError, NotFoundError, ValueConversionError
 from ._files import load_schema_file
-from ._results import SchemaImpact, SchemaSummary, SchemaUpdate, UpdateResult, ValidationReport
+from ._query import DEFAULT_QUERY_PAGE_SIZE, QueryResults, count_matches, update_matches
+from ._results import (
+    FilterUpdate,
+    SchemaImpact,
+    SchemaSummary,
+    SchemaUpdate,
+    UpdateResult,
+    ValidationReport,
+)
 from ._schema import MetadataSchema, timestamp
 from ._transport import DEFAULT_TIMEOUT, READ_RETRY_CODES, RetryPolicy, Transport
 from ._validation import Validation
@@ -42,10 +50,11 @@ def _pages(items: Iterable[T], size: int = PAGE_SIZE) -> Iterator[list[T]]:
 class Client:
     """A connection to a metareg server.
 
-    Every call has a deadline of `timeout` seconds. Reads, and bundle requests (which
-    carry an idempotency key), are retried with backoff on UNAVAILABLE and
-    DEADLINE_EXCEEDED; schema saves never are. Failures raise the typed exceptions of
-    `metareg.client` (e.g. ConflictError for ABORTED).
+    Every call has a deadline of `timeout` seconds. Reads (queries and counts too), and
+    bundle requests (which carry an idempotency key), are retried with backoff on
+    UNAVAILABLE and DEADLINE_EXCEEDED; schema saves and update_by_filter never are.
+    Failures raise the typed exceptions of `metareg.client` (e.g. ConflictError for
+    ABORTED).
     """
 
     def __init__(
@@ -204,8 +213,9 @@ class Client:
     ) -> ValidationReport:
         """Check records against the schema without writing; every violation is reported.
 
-        `records` is a dict {data_unit_id: metadata} or a list of (id, metadata) pairs or
-        of {"data_unit_id": ..., "metadata": {...}} objects. Sent 1000 per request, all
+        `records` is a dict {data_unit_id: metadata}, or an iterable of (id, metadata)
+        pairs, of {"data_unit_id": ..., "metadata": {...}} objects or of StoredRecords
+        (what `query` yields). Sent 1000 per request, all
         against the same schema version. A record whose values have no metadata
         representation (e.g. a nested object) is reported with rule "value".
         """
@@ -291,3 +301,69 @@ class Client:
             )
             deleted += response.deleted_count
         return deleted
+
+    # --- queries ------------------------------------------------------------------
+
+    def query(
+        self,
+        name: str,
+        filter: str = "",
+        *,
+        order_by: str | None = None,
+        page_size: int = DEFAULT_QUERY_PAGE_SIZE,
+        limit: int | None = None,
+    ) -> QueryResults:
+        """The records `filter` matches, as StoredRecords, fetched page by page as you iterate.
+
+        `filter` is the server's filter language, e.g. `camera_id = "cam-1" AND score >= 0.5`
+        (empty matches every record). `order_by` is "key", "key asc" or "key desc"
+        (records without the key come last); by default records come in data_unit_id
+        order. Each request asks for `page_size` records (1..1000); `limit` stops after
+        that many. A rejected filter or ordering raises InvalidArgumentError at once,
+        with `.query_error` giving the column. Each item has `.data_unit_id` and
+        `.metadata` (the form `get_metadata` returns), plus `.revision`,
+        `.schema_version` and `.updated_at`; `apply` accepts them as they are.
+        """
+        return QueryResults(
+            self._transport,
+            name,
+            filter,
+            order_by=order_by or "",
+            page_size=page_size,
+            limit=limit,
+        )
+
+    def count(self, name: str, filter: str = "") -> int:
+        """How many records `filter` matches (every record of the schema when empty)."""
+        return count_matches(self._transport, name, filter)
+
+    def update_by_filter(
+        self,
+        name: str,
+        filter: str,
+        metadata: Mapping[str, object],
+        *,
+        mode: UpdateModeName | str = "merge",
+        validate_only: bool = False,
+        coerce_strings: bool = False,
+        flatten_nested: bool = False,
+    ) -> FilterUpdate:
+        """Apply one patch to every record `filter` matches, in one transaction.
+
+        The filter is required (use e.g. `some_key EXISTS` to mean every record). If
+        the patch would make any match invalid, nothing is written and
+        InvalidArgumentError names the records. A filter matching more than 50,000
+        records raises ResourceExhaustedError and writes nothing: narrow it and repeat.
+        With `validate_only` the matches are counted and checked, and nothing is
+        written. Never retried: a repeat could patch records that match only now.
+        """
+        return update_matches(
+            self._transport,
+            name,
+            filter,
+            metadata,
+            mode=mode,
+            validate_only=validate_only,
+            coerce_strings=coerce_strings,
+            flatten_nested=flatten_nested,
+        )

@@ -4,7 +4,8 @@
     ├── CallError                     a call ended with a non-OK gRPC status
     │   ├── CancelledError            CANCELLED
     │   ├── UnknownError              UNKNOWN
-    │   ├── InvalidArgumentError      INVALID_ARGUMENT     .violations, .bundle_rejection
+    │   ├── InvalidArgumentError      INVALID_ARGUMENT     .violations, .bundle_rejection,
+    │   │                                                  .query_error
     │   ├── DeadlineExceededError     DEADLINE_EXCEEDED
     │   ├── NotFoundError             NOT_FOUND
     │   ├── AlreadyExistsError        ALREADY_EXISTS
@@ -29,6 +30,8 @@ Every CallError carries the status `code`, the server's `message` and, where the
 sent them, `violations` (google.rpc.BadRequest), `precondition_failures`
 (google.rpc.PreconditionFailure), `impact` (metareg.v1.SchemaImpact) and
 `bundle_rejection` (metareg.v1.BundleRejection). `from_grpc_error` builds the right class.
+A rejected filter or ordering is an InvalidArgumentError whose `query_error` gives the
+column the server pointed at.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from ._results import (
     BundleRejection,
     FieldViolation,
     PreconditionViolation,
+    QueryErrorPosition,
     SchemaImpact,
     UpdateResult,
 )
@@ -114,6 +118,19 @@ class UnknownError(CallError):
 
 class InvalidArgumentError(CallError):
     grpc_status_code = grpc.StatusCode.INVALID_ARGUMENT
+
+    @property
+    def query_error(self) -> QueryErrorPosition | None:
+        """For a rejected filter or order_by: the field, the column and the problem."""
+        for detail in self.details:
+            if isinstance(detail, error_details_pb2.ErrorInfo) and detail.reason == "INVALID_QUERY":
+                info = detail.metadata
+                return QueryErrorPosition(info["field"], int(info["column"]), info["problem"])
+        for violation in self.violations:  # servers that send no ErrorInfo
+            position = QueryErrorPosition.from_violation(violation)
+            if position is not None:
+                return position
+        return None
 
 
 class DeadlineExceededError(CallError):
@@ -232,6 +249,7 @@ def _unpack(status: Any) -> dict[str, Any]:
         for kind in (
             error_details_pb2.BadRequest,
             error_details_pb2.PreconditionFailure,
+            error_details_pb2.ErrorInfo,
             mpb.BundleRejection,
             spb.SchemaImpact,
         ):

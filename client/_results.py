@@ -1,4 +1,5 @@
-"""Plain result objects: violations, per-update results, validation reports, schema impact."""
+"""Plain result objects: violations, per-update results, validation reports, schema impact,
+stored records and query results."""
 
 from __future__ import annotations
 
@@ -248,3 +249,77 @@ class SchemaUpdate:
     applied_changes: tuple[str, ...]
     impact: SchemaImpact
     dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """One stored record, as a query returns it.
+
+    `metadata` has the same form as the values of `Client.get_metadata` (embeddings are
+    lists of floats). `to_dict()` gives the `{"data_unit_id": ..., "metadata": {...}}`
+    form that `metareg metadata get` prints and `Client.apply` accepts.
+    """
+
+    data_unit_id: str
+    metadata: dict[str, object]
+    schema_version: int = 0
+    """The schema version the record was last validated against."""
+    revision: int = 0
+    """Grows by 1 on every change of the record."""
+    updated_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"data_unit_id": self.data_unit_id, "metadata": self.metadata}
+
+
+@dataclass(frozen=True, slots=True)
+class FilterUpdate:
+    """The result of `Client.update_by_filter`."""
+
+    matched_count: int
+    """Records the filter matched."""
+    updated_count: int
+    """Records the patch changed: 0 with `validate_only`, and matches the patch left as
+    they were are not counted."""
+    schema_version: int
+    validate_only: bool = False
+
+
+# The server words every filter and ordering error so: "filter error at column 5: ...".
+_QUERY_ERROR = re.compile(
+    r"^(?P<field>\w+) error at column (?P<column>\d+): (?P<problem>.*)$",
+    re.S,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryErrorPosition:
+    """Where the server found a mistake in a filter or an ordering.
+
+    `field` is "filter" or "order_by"; `column` counts characters of that text from 1
+    (one past the end for a filter that stops too early).
+    """
+
+    field: str
+    column: int
+    problem: str
+
+    @classmethod
+    def from_violation(cls, violation: FieldViolation) -> QueryErrorPosition | None:
+        """The position a query violation names (reason "query"), else None."""
+        if violation.reason != "query":
+            return None
+        match = _QUERY_ERROR.match(violation.description)
+        if match is None:
+            return None
+        return cls(match["field"], int(match["column"]), match["problem"])
+
+    def pointer(self, text: str) -> tuple[str, str]:
+        """The line of `text` holding the column, and a line with a caret under it."""
+        offset = min(max(self.column - 1, 0), len(text))
+        start = text.rfind("\n", 0, offset) + 1
+        end = text.find("\n", offset)
+        line = text[start : end if end >= 0 else len(text)]
+        # Keep tabs so that the caret lines up however the terminal expands them.
+        padding = "".join(c if c == "\t" else " " for c in text[start:offset])
+        return line, padding + "^"

@@ -57,6 +57,12 @@ def _key(key: object) -> str:
     return key
 
 
+def _flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise SchemaEditError(f"{what} must be True or False, not {value!r}")
+    return value
+
+
 def _options(values: object, what: str) -> list[str]:
     if isinstance(values, str) or not isinstance(values, Sequence):
         raise SchemaEditError(f"{what} must be a list of option strings, not {values!r}")
@@ -70,14 +76,21 @@ def _options(values: object, what: str) -> list[str]:
 
 
 def key_document_entry(definition: spb.KeyDefinition) -> str | dict[str, Any]:
-    """One key in the import-document format (the flat form where it is lossless)."""
+    """One key in the import-document format (the flat form where it is lossless).
+
+    An indexed key takes the full form with `"indexed": true`: an import without it
+    would turn the key's index off.
+    """
+    entry: dict[str, Any] = {"type": str(definition.type)}
     if definition.type == "varchar" and definition.max_length != DEFAULT_VARCHAR_MAX_LENGTH:
-        return {"type": "varchar", "max_length": definition.max_length}
-    if definition.type == "enum":
-        return {"type": "enum", "values": list(definition.enum_options)}
-    if definition.type == "embedding":
-        return {"type": "embedding", "size": definition.embedding_size}
-    return str(definition.type)
+        entry["max_length"] = definition.max_length
+    elif definition.type == "enum":
+        entry["values"] = list(definition.enum_options)
+    elif definition.type == "embedding":
+        entry["size"] = definition.embedding_size
+    if definition.indexed:
+        entry["indexed"] = True
+    return entry if len(entry) > 1 else entry["type"]
 
 
 def describe_type(definition: spb.KeyDefinition) -> str:
@@ -156,7 +169,8 @@ class MetadataSchema:
         return sorted(k.key for k in self._keys.values() if include_deleted or self._is_active(k))
 
     def key_info(self, key: str) -> dict[str, Any]:
-        """A key's type, its parameters and its state, deleted keys included."""
+        """A key's type, its parameters (`"indexed": True` for an indexed key) and its
+        state, deleted keys included."""
         definition = self._definition(key, active=False)
         entry = key_document_entry(definition)
         info: dict[str, Any] = {"type": entry} if isinstance(entry, str) else dict(entry)
@@ -181,6 +195,10 @@ class MetadataSchema:
 
     def get_embedding_size(self, key: str) -> int:
         return int(self._typed(key, "embedding").embedding_size)
+
+    def is_indexed(self, key: str) -> bool:
+        """Whether queries find records by this key through an index."""
+        return bool(self._definition(key).indexed)
 
     def history(self) -> list[SchemaVersionInfo]:
         """Every version, newest first, with its time and one line per change."""
@@ -236,28 +254,48 @@ class MetadataSchema:
 
     # --- editing -------------------------------------------------------------
 
-    def add_scalar(self, key: str, data_type: str, *, max_length: int | None = None) -> None:
+    def add_scalar(
+        self, key: str, data_type: str, *, max_length: int | None = None, indexed: bool = False
+    ) -> None:
         """Declare a scalar key: varchar (alias string), text (alias long_string), number,
-        boolean, datetime or uuid."""
+        boolean, datetime or uuid. `indexed` makes queries that filter or sort by the key
+        fast, at some cost in write throughput."""
         change = spb.AddScalar(key=_key(key), type=_scalar_type(data_type))
         if max_length is not None:
             change.max_length = max_length
+        if _flag(indexed, "indexed"):
+            change.indexed = True
         self._queue(spb.SchemaChange(add_scalar=change))
 
-    def set_scalar(self, key: str, data_type: str, *, max_length: int | None = None) -> None:
+    def set_scalar(
+        self,
+        key: str,
+        data_type: str,
+        *,
+        max_length: int | None = None,
+        indexed: bool | None = None,
+    ) -> None:
         """Change a scalar key to another scalar type (or varchar length). Stored values that
-        the new type rejects make `save()` fail unless `save(force=True)`."""
+        the new type rejects make `save()` fail unless `save(force=True)`. `indexed=None`
+        keeps the key's indexing."""
         change = spb.SetScalar(key=_key(key), type=_scalar_type(data_type))
         if max_length is not None:
             change.max_length = max_length
+        if indexed is not None:
+            change.indexed = _flag(indexed, "indexed")
         self._queue(spb.SchemaChange(set_scalar=change))
 
-    def add_enum(self, key: str, values: Sequence[str]) -> None:
-        self._queue(
-            spb.SchemaChange(
-                add_enum=spb.AddEnum(key=_key(key), values=_options(values, "enum values"))
-            )
-        )
+    def add_enum(self, key: str, values: Sequence[str], *, indexed: bool = False) -> None:
+        change = spb.AddEnum(key=_key(key), values=_options(values, "enum values"))
+        if _flag(indexed, "indexed"):
+            change.indexed = True
+        self._queue(spb.SchemaChange(add_enum=change))
+
+    def set_indexed(self, key: str, indexed: bool = True) -> None:
+        """Turn the query index of an active scalar or enum key on or off. Turning it on
+        indexes the values already stored (embedding keys cannot be indexed)."""
+        change = spb.SetIndexed(key=_key(key), indexed=_flag(indexed, "indexed"))
+        self._queue(spb.SchemaChange(set_indexed=change))
 
     def add_enum_options(self, key: str, values: Sequence[str]) -> None:
         """Append options to an enum key (options are never removed)."""
@@ -334,7 +372,7 @@ class MetadataSchema:
         lines = [f'schema "{self.name}" version {self.version}']
         names = self.keys()
         width = max((len(k) for k in names), default=0)
-        lines += [f"  {k.ljust(width)}  {describe_type(self._keys[k])}" for k in names]
+        lines += [f"  {k.ljust(width)}  {self._describe_key(k)}" for k in names]
         if not names:
             lines.append("  (no keys)")
         if self.allow_unknown_keys:
@@ -351,6 +389,10 @@ class MetadataSchema:
         )
 
     # --- helpers -------------------------------------------------------------
+
+    def _describe_key(self, key: str) -> str:
+        definition = self._keys[key]
+        return describe_type(definition) + ("  [indexed]" if definition.indexed else "")
 
     def _queue(self, change: spb.SchemaChange) -> None:
         self._pending.append(change)

@@ -18,6 +18,7 @@ from typing import Any
 from metareg.v1 import metadata_pb2 as mpb
 
 from ._errors import ValueConversionError
+from ._results import StoredRecord
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
 _NUMBER_TYPES = frozenset({int, float})
@@ -234,13 +235,15 @@ def json_ready(metadata: Mapping[str, object], *, flatten_nested: bool = False) 
 def as_pairs(
     records: Mapping[str, Mapping[str, object]] | Iterable[Any],
 ) -> Iterable[tuple[str, Mapping[str, object]]]:
-    """(data_unit_id, metadata) pairs from a dict, or a list of pairs or of
-    {"data_unit_id": ..., "metadata": {...}} objects."""
+    """(data_unit_id, metadata) pairs from a dict, or a list of pairs, of
+    {"data_unit_id": ..., "metadata": {...}} objects or of StoredRecords."""
     if isinstance(records, Mapping):
         yield from records.items()
         return
     for item in records:
-        if isinstance(item, Mapping):
+        if isinstance(item, StoredRecord):
+            yield item.data_unit_id, item.metadata
+        elif isinstance(item, Mapping):
             if "data_unit_id" not in item:
                 raise ValueConversionError(
                     'each record must have "data_unit_id" and "metadata" (or be a pair)'

@@ -1,7 +1,8 @@
 """The `metareg` command line: `serve` and `db upgrade` run the server; `schema` and
 `metadata` talk to one (see `_cli_schema` and `_cli_metadata`).
 
-Exit codes: 0 success, 1 rejected input, 2 usage, 3 server unreachable.
+Exit codes: 0 success, 1 rejected input, 2 usage (also a query filter or ordering the
+server rejects), 3 server unreachable.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ def main() -> None:
 
     \b
     Client commands take --address (or $METAREG_ADDRESS, default 127.0.0.1:50051).
-    Exit codes: 0 success, 1 rejected input, 2 usage, 3 server unreachable.
+    Exit codes: 0 success, 1 rejected input, 2 usage (also a rejected query filter),
+    3 server unreachable.
     """
 
 

@@ -269,3 +269,16 @@ def test_the_examples_work(server: RunningServer, tmp_path: Path) -> None:
     assert partial.returncode == 1
     assert partial.stdout.startswith("applied 3, unchanged 0, rejected 1")
     assert json.loads(rejects.read_text())["data_unit_id"] == "frame-0006"
+    best = metareg(
+        server, "metadata", "query", "dashcams", "quality_score >= 0.7 AND NOT night = true",
+        "--order-by", "quality_score desc", cwd=cwd,
+    )  # fmt: skip
+    assert [json.loads(line)["data_unit_id"] for line in best.stdout.splitlines()] == [
+        "frame-0001", "frame-0003", "frame-0005", "frame-0004"]  # fmt: skip
+    wet = metareg(server, "metadata", "query", "dashcams", 'weather IN ("rain", "snow")',
+                  "--format", "table", cwd=cwd)  # fmt: skip
+    lines = wet.stdout.splitlines()
+    assert [line.split()[0] for line in lines[2:4]] == ["frame-0002", "frame-0007"]
+    assert lines[4] == "2 record(s)"
+    north = metareg(server, "metadata", "count", "dashcams", 'camera_id ~ "north"', cwd=cwd)
+    assert north.stdout == "2\n"

@@ -41,6 +41,10 @@ def test_client_quickstart_runs(server: RunningServer, tmp_path: Path) -> None:
     assert "  frame-2 weather enum_option" in first
     assert "3 requests, 2500 results" in first
     assert "cam-north 0.0028 512" in first
+    assert "  camera_id      varchar(64)  [indexed]" in first
+    assert first[first.index("cam-north 0.0028 512") + 1 :][:4] == [
+        "frame-2499 0.9996", "frame-2498 0.9992", "1250 below 0.5", "3 would be updated",
+    ]  # fmt: skip
     assert "  frame-1 not_applied []" in first
     assert "  frame-2 rejected ['type']" in first
     assert outputs[1] == outputs[0]

@@ -162,12 +162,95 @@ def test_offline_validation_uses_the_exported_json_schema(client: Client) -> Non
     assert all(v.field.startswith("metadata[") for v in found)
 
 
+def test_indexing_survives_save_fetch_export_and_import(
+    client: Client, recorder: CallRecorder
+) -> None:
+    schema = client.schema("idx")
+    schema.add_scalar("cam", "varchar", max_length=32, indexed=True)
+    schema.add_scalar("score", "number", indexed=True)
+    schema.add_scalar("note", "text")
+    schema.add_enum("weather", values=["sunny", "rain"], indexed=True)
+    schema.add_embedding("clip", size=2)
+    assert "indexed=True" in schema.pending_changes[0]
+    assert schema.save() == 1
+    fetched = client.schema("idx")
+    names = fetched.keys()
+    assert {k: fetched.is_indexed(k) for k in names} == {
+        "cam": True, "clip": False, "note": False, "score": True, "weather": True,
+    }  # fmt: skip
+    assert str(fetched).splitlines()[1:] == [
+        "  cam      varchar(32)  [indexed]",
+        "  clip     embedding(2)",
+        "  note     text",
+        "  score    number  [indexed]",
+        "  weather  enum(sunny, rain)  [indexed]",
+    ]
+    exported = fetched.to_dict()
+    assert exported == {
+        "cam": {"type": "varchar", "max_length": 32, "indexed": True},
+        "clip": {"type": "embedding", "size": 2},
+        "note": "text",
+        "score": {"type": "number", "indexed": True},
+        "weather": {"type": "enum", "values": ["sunny", "rain"], "indexed": True},
+    }
+    assert fetched.key_info("score") == {"type": "number", "indexed": True, "state": "active"}
+    client.import_schema_from_dict("idx-copy", exported)
+    assert client.schema("idx-copy").to_dict() == exported
+    assert not client.import_schema_from_dict("idx", exported).changed
+
+    fetched.set_scalar("score", "number", indexed=None)  # keeps the index
+    fetched.set_scalar("cam", "varchar", max_length=64)  # so does leaving it out
+    fetched.set_indexed("note")
+    fetched.set_indexed("weather", False)
+    assert fetched.save() == 2
+    again = client.schema("idx")
+    names = again.keys()
+    assert [k for k in names if again.is_indexed(k)] == ["cam", "note", "score"]
+    assert again.to_dict()["note"] == {"type": "text", "indexed": True}
+    assert again.to_dict()["weather"] == {"type": "enum", "values": ["sunny", "rain"]}
+    again.set_scalar("score", "number", indexed=False)
+    assert again.save() == 3
+    assert not client.schema("idx").is_indexed("score")
+    changes = [r.changes for r in recorder.requests("UpdateSchema")]
+    assert changes[1][0].set_scalar.HasField("indexed") is False  # None sends nothing
+    assert changes[1][2].set_indexed.indexed is True
+
+
+def test_indexing_mistakes(client: Client) -> None:
+    schema = client.schema("idx")
+    with pytest.raises(SchemaEditError, match="indexed must be True or False"):
+        schema.add_scalar("a", "number", indexed="yes")  # type: ignore[arg-type]
+    schema.add_embedding("clip", size=2)
+    schema.save()
+    schema.set_indexed("clip")
+    with pytest.raises(InvalidArgumentError, match="embedding keys cannot be indexed"):
+        schema.save()
+    with pytest.raises(KeyError):
+        schema.is_indexed("missing")
+
+
+def indexable(entry: str | dict[str, object], indexed: bool) -> str | dict[str, object]:
+    """`entry` in the full form with "indexed": true, when `indexed`."""
+    if not indexed:
+        return entry
+    return {**({"type": entry} if isinstance(entry, str) else entry), "indexed": True}
+
+
 document_entries = st.one_of(
-    st.sampled_from(["varchar", "text", "number", "boolean", "datetime", "uuid"]),
-    st.builds(lambda n: {"type": "varchar", "max_length": n}, st.integers(1, 8191)),
     st.builds(
-        lambda values: {"type": "enum", "values": values},
+        indexable,
+        st.sampled_from(["varchar", "text", "number", "boolean", "datetime", "uuid"]),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda n, indexed: indexable({"type": "varchar", "max_length": n}, indexed),
+        st.integers(1, 8191),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda values, indexed: indexable({"type": "enum", "values": values}, indexed),
         st.lists(st.text("abcxyz-_ ", min_size=1, max_size=8), min_size=1, max_size=5, unique=True),
+        st.booleans(),
     ),
     st.builds(lambda n: {"type": "embedding", "size": n}, st.integers(1, 4096)),
 )
@@ -183,7 +266,11 @@ key_names = st.from_regex(r"[A-Za-z][A-Za-z0-9._-]{0,10}", fullmatch=True).filte
 def test_to_dict_and_import_round_trip(client: Client, document: dict[str, object]) -> None:
     name = f"round{next(_names)}"
     client.import_schema_from_dict(name, document)
-    exported = client.schema(name).to_dict()
+    schema = client.schema(name)
+    exported = schema.to_dict()
+    indexed = {k for k, e in document.items() if isinstance(e, dict) and e.get("indexed")}
+    names = schema.keys()
+    assert {k for k in names if schema.is_indexed(k)} == indexed
     copy = f"{name}-copy"
     client.import_schema_from_dict(copy, exported)
     assert client.schema(copy).to_dict() == exported
