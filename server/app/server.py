@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -109,6 +110,20 @@ def create_server(config: Config, *, clock: Clock = utc_now) -> tuple[Server, in
     return Server(grpc_server, database, health_servicer), port
 
 
+def tune_garbage_collector() -> None:
+    """Fewer, cheaper collections for a process that allocates per record.
+
+    A bundle allocates thousands of short-lived containers, so with the default
+    thresholds the cyclic collector runs many times per bundle and its full
+    passes stretch the slowest bundles (p99) severalfold. Objects built at start
+    are frozen out of every future pass. Records form no reference cycles, so
+    memory is still freed promptly by reference counting.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 def serve(config: Config) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     logging.basicConfig(
@@ -116,6 +131,7 @@ def serve(config: Config) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     server, port = create_server(config)
+    tune_garbage_collector()
     server.start()
     log.info(
         "metareg listening on %s:%d (database %s)",
