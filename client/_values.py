@@ -8,7 +8,6 @@ and UUIDs are sent as their ISO 8601 / canonical string forms.
 
 from __future__ import annotations
 
-import sys
 import uuid
 from array import array
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -16,42 +15,17 @@ from datetime import date, datetime
 from typing import Any
 
 from metareg.v1 import metadata_pb2 as mpb
+from metareg.v1 import wire
 
 from ._errors import ValueConversionError
 from ._results import StoredRecord
 
-_LITTLE_ENDIAN = sys.byteorder == "little"
 _NUMBER_TYPES = frozenset({int, float})
 _JSON_TYPES = frozenset({str, int, float, bool, list})
 
 
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while number >= 0x80:
-        out.append((number & 0x7F) | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
-
-
-def packed_float_bytes(raw: bytes) -> bytes:
-    """The wire form of FloatList{values} from little-endian float32 bytes.
-
-    Parsing this into the message is far faster than appending floats one by one.
-    """
-    return b"\x0a" + _varint(len(raw)) + raw if raw else b""
-
-
-def _float32_bytes(vector: array[float]) -> bytes:
-    if not _LITTLE_ENDIAN:  # pragma: no cover - the wire format is little-endian
-        vector = array("f", vector)
-        vector.byteswap()
-    return vector.tobytes()
-
-
 def _set_embedding(target: mpb.Value, raw: bytes) -> None:
-    target.embedding_value.SetInParent()
-    target.embedding_value.MergeFromString(packed_float_bytes(raw))
+    wire.set_floats(target.embedding_value, raw)
 
 
 def _encode_list(value: list[Any] | tuple[Any, ...], target: mpb.Value) -> None:
@@ -62,7 +36,7 @@ def _encode_list(value: list[Any] | tuple[Any, ...], target: mpb.Value) -> None:
     elif bool in kinds:
         raise ValueConversionError("a list with booleans is not a value (a bool is not a number)")
     elif kinds <= _NUMBER_TYPES:
-        _set_embedding(target, _float32_bytes(array("f", value)))
+        _set_embedding(target, wire.float32_bytes(array("f", value)))
     else:
         try:
             vector = array("f", value)
@@ -71,7 +45,7 @@ def _encode_list(value: list[Any] | tuple[Any, ...], target: mpb.Value) -> None:
             raise ValueConversionError(
                 f"a list of {names} is not a value: use floats (embedding) or ints (keyframes)"
             ) from None
-        _set_embedding(target, _float32_bytes(vector))
+        _set_embedding(target, wire.float32_bytes(vector))
 
 
 def _encode_array_like(value: Any, target: mpb.Value) -> None:
@@ -79,9 +53,9 @@ def _encode_array_like(value: Any, target: mpb.Value) -> None:
     typecode = getattr(value, "typecode", None)
     if typecode is not None:
         if typecode == "f":
-            _set_embedding(target, _float32_bytes(value))
+            _set_embedding(target, wire.float32_bytes(value))
         elif typecode == "d":
-            _set_embedding(target, _float32_bytes(array("f", value)))
+            _set_embedding(target, wire.float32_bytes(array("f", value)))
         else:
             _encode_list(value.tolist(), target)
         return
@@ -175,22 +149,7 @@ def encode_metadata(
 
 
 def _unpack_floats(message: mpb.FloatList) -> list[float]:
-    """Read a packed float list straight from its wire bytes (far faster than iterating)."""
-    raw = message.SerializeToString()
-    vector = array("f")
-    if raw:
-        position, length, shift = 1, 0, 0  # raw[0] is the tag of field 1 (packed)
-        while True:
-            byte = raw[position]
-            position += 1
-            length |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                break
-            shift += 7
-        vector.frombytes(raw[position : position + length])
-        if not _LITTLE_ENDIAN:  # pragma: no cover
-            vector.byteswap()
-    return vector.tolist()
+    return list(wire.read_floats(message).tolist())
 
 
 def decode_value(value: mpb.Value) -> object:

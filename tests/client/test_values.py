@@ -19,9 +19,9 @@ from metareg.client._values import (
     encode_metadata,
     encode_value,
     flatten,
-    packed_float_bytes,
 )
 from metareg.v1 import metadata_pb2 as mpb
+from metareg.v1 import wire
 
 
 def encoded(value: object) -> mpb.Value:
@@ -113,8 +113,13 @@ def test_the_embedding_fast_path_matches_the_slow_path() -> None:
     slow = mpb.Value()
     slow.embedding_value.values.extend(vector)
     assert encoded(vector).SerializeToString() == slow.SerializeToString()
-    raw = array("f", vector).tobytes()
-    assert mpb.FloatList.FromString(packed_float_bytes(raw)).values == slow.embedding_value.values
+    fast = mpb.FloatList()
+    wire.set_floats(fast, array("f", vector).tobytes())
+    assert fast.values == slow.embedding_value.values
+    assert wire.read_floats(slow.embedding_value) == array("f", vector)
+    empty = mpb.FloatList()
+    wire.set_floats(empty, b"")
+    assert list(wire.read_floats(empty)) == []
 
 
 @given(st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), max_size=300))
