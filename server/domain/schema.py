@@ -96,19 +96,6 @@ class KeyDefinition:
             return "enum(" + ", ".join(self.enum_options) + ")"
         return self.type.value
 
-    def to_document_entry(self) -> str | dict[str, Any]:
-        """This key in the import-document format (flat form where it is lossless)."""
-        entry: dict[str, Any] = {"type": self.type.value}
-        if self.type is KeyType.VARCHAR and self.max_length != VARCHAR_MAX_LENGTH:
-            entry["max_length"] = self.max_length
-        if self.type is KeyType.ENUM:
-            entry["values"] = list(self.enum_options)
-        if self.type is KeyType.EMBEDDING:
-            entry["size"] = self.embedding_size
-        if self.indexed:
-            entry["indexed"] = True
-        return entry if len(entry) > 1 else self.type.value
-
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.type.value, "state": self.state.value}
         if self.max_length is not None:
@@ -172,10 +159,6 @@ class SchemaState:
     def from_json(cls, data: Mapping[str, Any]) -> SchemaState:
         keys = {k: KeyDefinition.from_json(k, v) for k, v in data.get("keys", {}).items()}
         return cls(keys, bool(data.get("allow_unknown_keys", False)))
-
-    def to_document(self) -> dict[str, str | dict[str, Any]]:
-        """Active keys in the import-document format."""
-        return {d.key: d.to_document_entry() for d in self.active_keys()}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SchemaState):

@@ -44,14 +44,6 @@ def decode_vector(raw: bytes) -> array[float]:
     return vector
 
 
-def encode_vector(vector: array[float]) -> bytes:
-    if _LITTLE_ENDIAN:
-        return vector.tobytes()
-    swapped = array("f", vector)  # pragma: no cover
-    swapped.byteswap()  # pragma: no cover
-    return swapped.tobytes()  # pragma: no cover
-
-
 def load_records(
     session: Session, schema_id: int, data_unit_ids: Iterable[str]
 ) -> dict[str, StoredRecord]:

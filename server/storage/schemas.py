@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..domain.errors import ConcurrentWrite
@@ -142,11 +142,3 @@ def list_versions(
         )
         for r in rows
     ]
-
-
-def count_versions(session: Session, ref: SchemaRef) -> int:
-    return int(
-        session.execute(
-            select(func.count()).where(SchemaVersionRow.schema_id == ref.id)
-        ).scalar_one()
-    )
