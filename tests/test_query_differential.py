@@ -15,6 +15,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -216,6 +217,18 @@ def server_ids(server: RunningServer, schema: str, filter_text: str, order_by: s
     raise AssertionError("paging did not end")
 
 
+@pytest.fixture(params=["default plans", "tiny limits"])
+def planner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """With tiny limits every query walks an index or scans, across many small chunks."""
+    if request.param == "tiny limits":
+        from metareg.server.service import query
+
+        monkeypatch.setattr(query, "DRIVER_LIMIT", 2)
+        monkeypatch.setattr(query, "COUNT_CANDIDATE_LIMIT", 2)
+        monkeypatch.setattr(query, "CHUNK", 3)
+    return str(request.param)
+
+
 @settings(
     max_examples=25,
     deadline=None,
@@ -223,7 +236,10 @@ def server_ids(server: RunningServer, schema: str, filter_text: str, order_by: s
 )
 @given(data=st.data(), history=writes)  # fmt: skip
 def test_queries_match_the_reference(
-    server: RunningServer, data: st.DataObject, history: list[tuple[str, dict[str, Any], int]]
+    server: RunningServer,
+    planner: str,
+    data: st.DataObject,
+    history: list[tuple[str, dict[str, Any], int]],
 ) -> None:
     schema = f"q{next(_schemas)}"
     changes = [

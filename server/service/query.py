@@ -46,6 +46,7 @@ from ..domain.query.index import (
     candidate_drivers,
     conjuncts,
     index_value,
+    key_range,
     single_exact_driver,
     table_for,
 )
@@ -213,13 +214,9 @@ class QueryService:
     def _page(self, query: _Query, ordering: CheckedOrdering | None, order: _Order,
               cursor: Position | None, wanted: int) -> list[Position]:  # fmt: skip
         best = query.best_driver(DRIVER_LIMIT)
-        if (
-            ordering is not None
-            and ordering.key in query.validator.indexed
-            and (best is None or _bounds_on(best[0], ordering.key) is not None)
-        ):
-            driver = best[0] if best else None
-            return self._walk(query, ordering, order, cursor, wanted, driver)
+        if best is None and ordering is not None and ordering.key in query.validator.indexed:
+            bounds = key_range(query.checked, ordering.key, query.validator.indexed)
+            return self._walk(query, ordering, order, cursor, wanted, bounds)
         if best is not None:
             rows: Iterator[tuple[str, dict[str, object]]] = query.candidates(best[0])
         else:
@@ -231,11 +228,10 @@ class QueryService:
         return heapq.nsmallest(wanted, after, key=order.sort_key)
 
     def _walk(self, query: _Query, ordering: CheckedOrdering, order: _Order,
-              cursor: Position | None, wanted: int, driver: Driver | None
+              cursor: Position | None, wanted: int, bounds: IndexRange | None
               ) -> list[Position]:  # fmt: skip
-        """Follow the order key's index, then (if needed) the records lacking the key."""
+        """Follow the order key's index within `bounds`, then the records lacking the key."""
         found: list[Position] = []
-        bounds = _bounds_on(driver, ordering.key) if driver else None
         if cursor is None or cursor[0] == 0:
             after = (cursor[1], cursor[2]) if cursor and cursor[1] is not None else None
             kind = table_for(ordering.definition)
@@ -252,7 +248,7 @@ class QueryService:
             cursor = None
         if len(found) >= wanted or _requires_key(query.checked, ordering.key):
             return found[:wanted]
-        rest = query.candidates(driver) if driver else query.scan(cursor[2] if cursor else None)
+        rest = query.scan(cursor[2] if cursor else None)
         lacking: Iterator[Position] = (
             (1, None, duid) for duid, values in rest if ordering.key not in values
         )
@@ -323,13 +319,6 @@ def _take(items: Iterator[Any], count: int) -> Iterator[Any]:
         if number >= count:
             return
         yield item
-
-
-def _bounds_on(driver: Driver | None, key: str) -> IndexRange | None:
-    """The single index range of `driver` when it lies on `key`."""
-    if driver is None or len(driver.ranges) != 1 or driver.ranges[0].key != key:
-        return None
-    return driver.ranges[0]
 
 
 def _requires_key(checked: Checked | None, key: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..schema import KeyDefinition, KeyState, KeyType, SchemaState
 from .checker import AllOf, Among, AnyOf, Checked, Compare, Present
@@ -140,18 +141,70 @@ def conjuncts(node: Checked | None) -> list[Checked]:
     return [node]
 
 
+def _intersect(parts: list[Compare]) -> Driver:
+    """One range satisfying every comparison in `parts` (all on one key, so one type)."""
+    low: Any = None
+    high: Any = None
+    low_inclusive = high_inclusive = True
+    exact = True
+    for part in parts:
+        driver = _compare_driver(part)
+        assert driver is not None
+        (bounds,) = driver.ranges
+        exact = exact and driver.exact
+        if bounds.low is not None and (
+            low is None or bounds.low > low or (bounds.low == low and not bounds.low_inclusive)
+        ):
+            low, low_inclusive = bounds.low, bounds.low_inclusive
+        if bounds.high is not None and (
+            high is None
+            or bounds.high < high
+            or (bounds.high == high and not bounds.high_inclusive)
+        ):
+            high, high_inclusive = bounds.high, bounds.high_inclusive
+    key, table = parts[0].key, table_for(parts[0].definition)
+    return Driver((IndexRange(table, key, low, low_inclusive, high, high_inclusive),), exact)
+
+
+def _drivers(node: Checked | None, indexed: Mapping[str, KeyDefinition]
+             ) -> list[tuple[Driver, int]]:  # fmt: skip
+    """Each index-answerable part of the top-level AND, with how many conjuncts it covers.
+
+    Range comparisons on one key are intersected into one range (`q >= 50 AND q < 60`).
+    """
+    drivers: list[tuple[Driver, int]] = []
+    ranges: dict[str, list[Compare]] = {}
+    for part in conjuncts(node):
+        if isinstance(part, Compare) and part.key in indexed and part.operator != "!=":
+            ranges.setdefault(part.key, []).append(part)
+            continue
+        driver = driver_for(part, indexed)
+        if driver is not None:
+            drivers.append((driver, 1))
+    drivers += [(_intersect(group), len(group)) for group in ranges.values()]
+    return drivers
+
+
 def candidate_drivers(node: Checked | None, indexed: Mapping[str, KeyDefinition]) -> list[Driver]:
-    """Every top-level conjunct that an index can answer; each alone bounds the matches."""
-    drivers = [driver_for(c, indexed) for c in conjuncts(node)]
-    return [d for d in drivers if d is not None]
+    """Index ranges that each bound the matches of the whole filter."""
+    return [driver for driver, _ in _drivers(node, indexed)]
+
+
+def key_range(node: Checked | None, key: str, indexed: Mapping[str, KeyDefinition]
+              ) -> IndexRange | None:  # fmt: skip
+    """The range the filter's top-level comparisons allow for `key`, if they limit it."""
+    for driver, _ in _drivers(node, indexed):
+        if len(driver.ranges) == 1 and driver.ranges[0].key == key:
+            return driver.ranges[0]
+    return None
 
 
 def single_exact_driver(node: Checked | None, indexed: Mapping[str, KeyDefinition]
                         ) -> Driver | None:  # fmt: skip
     """The driver when it alone decides the filter (a count can then use the index only)."""
-    parts = conjuncts(node)
-    if len(parts) != 1:
+    drivers = _drivers(node, indexed)
+    if len(drivers) != 1:
         return None
-    driver = driver_for(parts[0], indexed)
+    driver, covered = drivers[0]
     # Ranges from IN are disjoint points, so their counts add up.
-    return driver if driver is not None and driver.exact else None
+    return driver if driver.exact and covered == len(conjuncts(node)) else None
