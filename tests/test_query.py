@@ -270,3 +270,16 @@ def test_deleting_records_removes_their_index_entries(loaded: RunningServer) -> 
     )
     assert index_rows(loaded) == expected_rows(loaded, {"cam": "varchar", "q": "number"})
     assert count(loaded, "q >= 0") == 200
+
+
+def test_range_comparisons_on_one_key_combine(loaded: RunningServer) -> None:
+    assert count(loaded, "q = 10 AND q < 10") == 0
+    assert count(loaded, "q >= 10 AND q <= 10") == count(loaded, "q = 10") > 0
+    assert count(loaded, "q > 10 AND q < 20 AND q != 15") == count(
+        loaded, "q >= 11 AND q <= 19"
+    ) - (count(loaded, "q = 15"))
+    first = query(loaded, "q >= 20 AND q < 30", "q", size=5)
+    assert [r.metadata["q"].number_value for r in first.records] == sorted(
+        r.metadata["q"].number_value for r in first.records
+    )
+    assert min(r.metadata["q"].number_value for r in first.records) >= 20

@@ -235,16 +235,19 @@ class QueryService:
         if cursor is None or cursor[0] == 0:
             after = (cursor[1], cursor[2]) if cursor and cursor[1] is not None else None
             kind = table_for(ordering.definition)
+            # Read just enough entries when most match; grow when matches are sparse.
+            size = min(CHUNK, max(wanted, 8))
             while len(found) < wanted:
                 entries = index.walk(
                     query.session, query.schema_id, kind, ordering.key,
-                    descending=ordering.descending, after=after, bounds=bounds, limit=CHUNK,
+                    descending=ordering.descending, after=after, bounds=bounds, limit=size,
                 )  # fmt: skip
                 loaded = dict(query.keep_matching(query.load([d for _, d in entries])))
                 found += [(0, value, duid) for value, duid in entries if duid in loaded]
-                if len(entries) < CHUNK:
+                if len(entries) < size:
                     break
                 after = entries[-1]
+                size = min(CHUNK, size * 4)
             cursor = None
         if len(found) >= wanted or _requires_key(query.checked, ordering.key):
             return found[:wanted]

@@ -74,7 +74,12 @@ class IndexRange:
 
     @property
     def is_point(self) -> bool:
-        return self.low is not None and self.low == self.high
+        return (
+            self.low is not None
+            and self.low == self.high
+            and self.low_inclusive
+            and self.high_inclusive
+        )
 
 
 @dataclass(frozen=True, slots=True)
