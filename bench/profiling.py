@@ -78,17 +78,21 @@ WATCHED: tuple[Watch, ...] = (
 class ProfileSummary:
     tool: str
     backend: str
-    bundles: int
+    bundles: int  # calls profiled (bundles for ApplyBundle)
     # Share of ApplyBundle handler time spent inside each watched function.
     shares: list[tuple[str, float]] = field(default_factory=list)
     # Functions with the most self time, as a share of handler time.
     top_self: list[tuple[str, float]] = field(default_factory=list)
     samples: int = 0
+    # The RPC whose handler time the shares are of, and what its calls are.
+    rpc: str = "ApplyBundle"
+    calls: str = "bundles"
 
     def to_json(self) -> dict[str, object]:
         return {
             "tool": self.tool,
             "backend": self.backend,
+            "rpc": self.rpc,
             "bundles": self.bundles,
             "samples": self.samples,
             "inclusive_share_of_handler": dict(self.shares),
@@ -129,29 +133,41 @@ def _parse_frame(frame: str) -> tuple[str, str]:
     return name, location.rsplit(":", 1)[0]
 
 
-def _handler_stacks(raw: Path) -> Iterator[tuple[list[tuple[str, str]], int]]:
+def _handler_stacks(
+    raw: Path, handler: str = HANDLER
+) -> Iterator[tuple[list[tuple[str, str]], int]]:
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         frames = [_parse_frame(f) for f in stack.split(";")[1:]]
-        if any(name == HANDLER for name, _ in frames):
+        if any(name == handler for name, _ in frames):
             yield frames, int(count)
 
 
-def summarise_py_spy(raw: Path, backend: str, bundles: int) -> ProfileSummary:
+def summarise_py_spy(
+    raw: Path,
+    backend: str,
+    bundles: int,
+    *,
+    handler: str = HANDLER,
+    watched: tuple[Watch, ...] = WATCHED,
+    calls: str = "bundles",
+) -> ProfileSummary:
+    """Shares of `handler`'s samples (a servicer method, e.g. MetadataServicer.ApplyBundle)."""
     inside: collections.Counter[str] = collections.Counter()
     self_time: collections.Counter[str] = collections.Counter()
     total = 0
-    for frames, count in _handler_stacks(raw):
+    for frames, count in _handler_stacks(raw, handler):
         total += count
         name, path = frames[-1]
-        for watch in WATCHED:
+        for watch in watched:
             considered = frames[-1:] if watch.self_only else frames
             if any(watch.matches(p, n) for n, p in considered):
                 inside[watch.label] += count
         self_time[f"{name} ({path})"] += count
-    summary = ProfileSummary("py-spy", backend, bundles, samples=total)
+    rpc = handler.rsplit(".", 1)[-1]
+    summary = ProfileSummary("py-spy", backend, bundles, samples=total, rpc=rpc, calls=calls)
     if total:
-        summary.shares = [(w.label, inside[w.label] / total) for w in WATCHED]
+        summary.shares = [(w.label, inside[w.label] / total) for w in watched]
         summary.top_self = [(k, v / total) for k, v in self_time.most_common(12)]
     return summary
 

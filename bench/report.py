@@ -76,6 +76,8 @@ def format_value(value: float | None, unit: str) -> str:
         return f"{value:.2f}x" if value < 10 else f"{value:.1f}x"
     if unit == "ms":
         return f"{value:.1f} ms"
+    if unit == "s":
+        return f"{value:.1f} s"
     if unit == "MiB":
         return f"{value:.1f} MiB"
     return f"{value:g} {unit}"
@@ -114,9 +116,10 @@ def render_table(rows: list[Row]) -> str:
 
 def render_profile(summary: ProfileSummary) -> str:
     lines = [
-        f"Profile of the server, {summary.backend}, {summary.bundles} bundles ({summary.tool}"
+        f"Profile of the server, {summary.backend}, {summary.bundles} {summary.calls} "
+        f"({summary.tool}"
         + (f", {summary.samples} samples" if summary.samples else "")
-        + "): share of ApplyBundle handler time",
+        + f"): share of {summary.rpc} handler time",
     ]
     lines += [f"  {share:6.1%}  {label}" for label, share in summary.shares]
     lines.append("  most self time:")
@@ -142,12 +145,12 @@ def environment() -> dict[str, object]:
     }
 
 
-def write_results(directory: Path, payload: dict[str, object]) -> Path:
-    """Write results to a timestamped file and to metadata-latest.json; returns the first."""
+def write_results(directory: Path, payload: dict[str, object], name: str = "metadata") -> Path:
+    """Write results to NAME-<time>.json and to NAME-latest.json; returns the first."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = directory / f"metadata-{stamp}.json"
+    path = directory / f"{name}-{stamp}.json"
     text = json.dumps(payload, indent=2, sort_keys=False, default=str)
     path.write_text(text + "\n")
-    (directory / "metadata-latest.json").write_text(text + "\n")
+    (directory / f"{name}-latest.json").write_text(text + "\n")
     return path

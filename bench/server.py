@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,12 +112,17 @@ class ServerProcess:
                 f"{_log_tail(self.log_path)}"
             ) from error
 
-    def create_schema(self) -> int:
-        """Create the benchmark schema; returns its version."""
-        registry = schema_registry_pb2_grpc.SchemaRegistryStub(self.channel)
-        response = registry.UpdateSchema(
+    @property
+    def registry(self) -> schema_registry_pb2_grpc.SchemaRegistryStub:
+        return schema_registry_pb2_grpc.SchemaRegistryStub(self.channel)
+
+    def create_schema(self, indexed: Collection[str] = ()) -> int:
+        """Create the benchmark schema (with an index on each key in `indexed`); its version."""
+        response = self.registry.UpdateSchema(
             schema_registry_pb2.UpdateSchemaRequest(
-                name=workload.SCHEMA_NAME, expected_version=0, changes=workload.schema_changes()
+                name=workload.SCHEMA_NAME,
+                expected_version=0,
+                changes=workload.schema_changes(indexed),
             )
         )
         return int(response.schema.version)

@@ -5,6 +5,17 @@ A 13-key schema (3 varchar, 1 text, 3 number, 2 boolean, 1 datetime, 1 uuid,
 record has 6-10 keys; about 10% carry the embedding (counted among the keys).
 All values are valid for the schema.
 
+`camera_id` takes CAMERAS (6,667) values, so that an equality on it matches
+about 100 of 1,000,000 records (each key is present in ~66% of the records),
+as the query benchmark (bench.query) specifies. It is drawn from the same two
+random draws as before (40 x 1000 pairs, folded onto the cameras: 6,665 of
+them from 6 pairs each, 2 from 5), so the random stream, and therefore every
+other value of every record, is exactly what it was with 40,000 cameras; the
+ids keep their shape, `cam-NN-NNN`, and their length.
+
+`iter_records` yields the same records as `generate` one at a time, for runs
+too large to hold in memory at once.
+
 Records are kept in the *decoded* form the server works with after reading a
 request: str, float, bool and `array('f')` for the embedding. `json_values`
 gives the JSON form (the embedding as a list of floats) for JSON Schema
@@ -17,7 +28,7 @@ import random
 import sys
 import uuid
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -32,6 +43,8 @@ EMBEDDING_SIZE = 512
 EMBEDDING_SHARE = 0.10
 MIN_KEYS, MAX_KEYS = 6, 10
 WEATHER = ("sunny", "cloudy", "overcast", "rain", "snow")
+# Distinct camera_id values: ~100 records each per 1,000,000 (see the module docstring).
+CAMERAS = 6667
 
 KEYS: tuple[KeyDefinition, ...] = (
     KeyDefinition("camera_id", KeyType.VARCHAR, max_length=32),
@@ -102,12 +115,21 @@ def schema_version(version: int = 1) -> SchemaVersion:
     return SchemaVersion(SCHEMA_NAME, version, schema_state(), None)
 
 
-def schema_changes() -> list[spb.SchemaChange]:
-    """The UpdateSchema changes that create the benchmark schema on a server."""
+def schema_changes(indexed: Collection[str] = ()) -> list[spb.SchemaChange]:
+    """The UpdateSchema changes that create the benchmark schema on a server.
+
+    Keys named in `indexed` (scalar or enum keys) are declared with a query index.
+    """
+    unknown = set(indexed) - {d.key for d in KEYS if d.type is not KeyType.EMBEDDING}
+    if unknown:
+        raise ValueError(f"cannot index {sorted(unknown)}: not a scalar or enum key")
     changes: list[spb.SchemaChange] = []
     for d in KEYS:
         if d.type is KeyType.ENUM:
-            changes.append(spb.SchemaChange(add_enum=spb.AddEnum(key=d.key, values=d.enum_options)))
+            enum = spb.AddEnum(key=d.key, values=d.enum_options)
+            if d.key in indexed:
+                enum.indexed = True
+            changes.append(spb.SchemaChange(add_enum=enum))
         elif d.type is KeyType.EMBEDDING:
             size = d.embedding_size or 0
             changes.append(spb.SchemaChange(add_embedding=spb.AddEmbedding(key=d.key, size=size)))
@@ -115,12 +137,19 @@ def schema_changes() -> list[spb.SchemaChange]:
             scalar = spb.AddScalar(key=d.key, type=d.type.value)
             if d.max_length is not None:
                 scalar.max_length = d.max_length
+            if d.key in indexed:
+                scalar.indexed = True
             changes.append(spb.SchemaChange(add_scalar=scalar))
     return changes
 
 
 def data_unit_id(index: int) -> str:
     return f"unit-{index:06d}"
+
+
+def camera_id(number: int) -> str:
+    """The camera_id value of camera `number` (0 .. CAMERAS-1)."""
+    return f"cam-{number // 1000:02d}-{number % 1000:03d}"
 
 
 _OFFSETS = tuple(timezone(timedelta(hours=h)) for h in (-8, -5, 1, 2, 5, 9))
@@ -163,7 +192,8 @@ def _embedding(rng: random.Random) -> array[float]:
 def _scalar(key: str, rng: random.Random) -> object:
     match key:
         case "camera_id":
-            return f"cam-{rng.randrange(40):02d}-{rng.randrange(1000):03d}"
+            pair = rng.randrange(40) * 1000 + rng.randrange(1000)  # the draws of 40,000 cameras
+            return camera_id(pair % CAMERAS)
         case "site":
             return rng.choice(_SITES)
         case "annotator":
@@ -205,8 +235,21 @@ def generate(
     first_index: int = 0,
 ) -> list[Record]:
     """`count` records with ids unit-<first_index>.., the same for the same arguments."""
+    return list(iter_records(count, seed=seed, embedding_share=embedding_share,
+                             first_index=first_index))  # fmt: skip
+
+
+def iter_records(
+    count: int,
+    *,
+    seed: int = DEFAULT_SEED,
+    embedding_share: float = EMBEDDING_SHARE,
+    first_index: int = 0,
+) -> Iterator[Record]:
+    """The records of `generate`, one at a time."""
     rng = random.Random(seed)
-    return [_record(first_index + i, rng, embedding_share) for i in range(count)]
+    for i in range(count):
+        yield _record(first_index + i, rng, embedding_share)
 
 
 def json_values(values: Mapping[str, object]) -> dict[str, object]:
