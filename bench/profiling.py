@@ -70,7 +70,7 @@ WATCHED: tuple[Watch, ...] = (
         self_only=True,
     ),
     Watch("commit", "sqlalchemy/engine/default.py", "DefaultDialect.do_commit"),
-    Watch("build response (result_to_proto)", "api/convert.py", "result_to_proto"),
+    Watch("build response (add_results)", "api/convert.py", "add_results"),
 )
 
 

@@ -57,14 +57,15 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
                 coerce_strings=request.coerce_strings,
             )
         )
-        return pb.ApplyBundleResponse(
+        response = pb.ApplyBundleResponse(
             schema_version=outcome.schema_version,
-            results=[convert.result_to_proto(r) for r in outcome.results],
             applied_count=outcome.count(Outcome.APPLIED),
             unchanged_count=outcome.count(Outcome.UNCHANGED),
             rejected_count=outcome.count(Outcome.REJECTED),
             replayed=outcome.replayed,
         )
+        convert.add_results(response.results, outcome.results)
+        return response
 
     def GetMetadata(
         self, request: pb.GetMetadataRequest, context: grpc.ServicerContext

@@ -41,7 +41,7 @@ class Problem:
         return f"{text} (rule: {self.rule})"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, for speed: see domain.bundle
 class EncodedRecord:
     """A record in storage form: scalar values as JSON text, embeddings as float32 bytes."""
 

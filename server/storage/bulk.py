@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy.orm import Session
@@ -44,7 +45,12 @@ def executemany(
     if not rows:
         return 0
     sql, positions = _compile(session, statement)
-    params: Any = [tuple(row[name] for name in positions) for row in rows] if positions else rows
+    params: Any = rows
+    if positions and len(positions) == 1:
+        params = [(row[positions[0]],) for row in rows]
+    elif positions:
+        as_tuple = itemgetter(*positions)  # a tuple of the row's values, in C
+        params = [as_tuple(row) for row in rows]
     result = session.connection().exec_driver_sql(sql, params)
     return int(result.rowcount)
 
