@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +22,8 @@ class BusyProcess:
         return f"pid {self.pid} `{self.command}` {self.cpu_share:.0%} of a CPU"
 
 
-def _cpu_ticks() -> dict[int, int]:
-    """utime + stime (clock ticks) of every process."""
-    ticks: dict[int, int] = {}
+def _process_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/PID/stat after the command name) of every process."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -31,9 +31,12 @@ def _cpu_ticks() -> dict[int, int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat.rpartition(")")[2].split()
-        ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
-    return ticks
+        yield int(entry.name), stat.rpartition(")")[2].split()
+
+
+def _cpu_ticks() -> dict[int, int]:
+    """utime + stime (clock ticks) of every process."""
+    return {pid: int(fields[11]) + int(fields[12]) for pid, fields in _process_stats()}
 
 
 def _command(pid: int) -> str:
@@ -66,16 +69,7 @@ def busy_processes(window_s: float = 1.0) -> list[BusyProcess]:
 
 def _parents() -> dict[int, int]:
     """pid -> parent pid of every process."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
-    return parents
+    return {pid: int(fields[1]) for pid, fields in _process_stats()}
 
 
 def _with_descendants(roots: set[int]) -> set[int]:
