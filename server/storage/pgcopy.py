@@ -20,8 +20,14 @@ def copy_insert(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     on_conflict: str = "ON CONFLICT DO NOTHING",
+    binary_types: Sequence[str] | None = None,
 ) -> int:
-    """Insert `rows` (tuples in `columns` order); returns how many rows were written."""
+    """Insert `rows` (tuples in `columns` order); returns how many rows were written.
+
+    With `binary_types` (PostgreSQL type names, one per column) the rows travel in
+    COPY's binary format: bytea values then go as they are instead of as hex text,
+    which halves the cost of copying embeddings.
+    """
     if not rows:
         return 0
     staging = f"metareg_staging_{table.name}"
@@ -34,7 +40,10 @@ def copy_insert(
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table.name}) ON COMMIT DELETE ROWS"
         )
-        with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+        binary = " (FORMAT BINARY)" if binary_types else ""
+        with cursor.copy(f"COPY {staging} ({names}) FROM STDIN{binary}") as copy:
+            if binary_types:
+                copy.set_types(list(binary_types))
             for row in rows:
                 copy.write_row(row)
         cursor.execute(

@@ -219,6 +219,7 @@ def _write_embeddings(session: Session, schema_id: int, writes: Sequence[RecordW
                 for key, raw in w.embeddings_to_upsert.items()
             ],
             "ON CONFLICT (schema_id, data_unit_id, key) DO UPDATE SET vector = EXCLUDED.vector",
+            binary_types=("int4", "text", "text", "bytea"),
         )
         return
     bulk.executemany(
