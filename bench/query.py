@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import math
 import os
 import sqlite3
 import tempfile
@@ -62,9 +61,8 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -74,224 +72,34 @@ from metareg.v1 import schema_registry_pb2 as rpb
 
 from . import workload
 from .endtoend import DatabaseFactory, postgres_databases, sqlite_databases
-from .loader import BundleRun, summarise_ms
+from .loader import BundleRun
 from .machine import BusyProcess, CpuWatch, busy_processes, pids_with_command
 from .metadata import describe_load, say
 from .pg import PostgresUnavailable, postgres_cluster
 from .profiling import ProfileSummary, Watch, py_spy_path, py_spy_recording, summarise_py_spy
+from .query_answers import (
+    Q2_FILTER,
+    Q2_ORDER_BY,
+    Q2_PAGE,
+    Q3_RAIN_OR_SNOW,
+    Q4_FILTER,
+    Expected,
+    WrongAnswer,
+    check_records,
+)
+from .query_timing import MIN_RUNS, Latencies, RunPlan, T, finite, time_runs
 from .report import Row, Target, environment, render_profile, render_table, write_results
 from .server import REPO_ROOT, ServerProcess, running_server
 from .stats import percentile
 
 INDEXED = ("camera_id", "quality_score", "is_night", "weather")
-Q1_HITS = 100
-Q2_FILTER = "quality_score >= 50 AND quality_score < 60"
-Q2_LOW, Q2_HIGH = 50.0, 60.0
-Q2_ORDER_BY = "quality_score"
-Q2_PAGE = 100
-Q3_RAIN_OR_SNOW = ("rain", "snow")
-Q4_FILTER = "quality_score < 15"
-Q4_BELOW = 15.0
 Q1_PAGE = 1000  # the largest page: every match of a camera in one response
 CALL_TIMEOUT_S = 600.0
-SLOW_CALL_MS = 1000.0
-MIN_RUNS = 10
 STEAL_WARNING = 0.05
 
 TARGET_P50 = Target("<=", 20.0)
 TARGET_P99 = Target("<=", 60.0)
 TARGET_COUNT = Target("<=", 300.0)
-
-T = TypeVar("T")
-
-
-def _finite(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
-class WrongAnswer(AssertionError):
-    """A query returned something other than what the workload generator says it must."""
-
-
-# --- what the generator says the answers are --------------------------------------------
-
-
-def _camera(values: dict[str, object]) -> str | None:
-    return values.get("camera_id")  # type: ignore[return-value]
-
-
-def _score(values: dict[str, object]) -> float | None:
-    return values.get("quality_score")  # type: ignore[return-value]
-
-
-def _q3_extra(values: dict[str, object]) -> bool:
-    return values.get("is_night") is True and values.get("weather") in Q3_RAIN_OR_SNOW
-
-
-@dataclass
-class Expected:
-    """The answers, from the generated records (ids are unit-<index>, records[index])."""
-
-    records: Sequence[workload.Record]
-    cameras: list[str]  # Q1/Q3 cameras, in the order the runs use them
-    by_camera: dict[str, list[str]]  # every camera's ids, ascending
-    q2_page: list[str]
-    q2_matches: int
-    q4_count: int
-
-    @classmethod
-    def of(cls, records: Sequence[workload.Record], wanted: int) -> Expected:
-        by_camera: dict[str, list[str]] = collections.defaultdict(list)
-        in_range: list[tuple[float, str]] = []
-        q4 = 0
-        for record in records:  # in data_unit_id order, so every id list is sorted
-            camera = _camera(record.values)
-            if camera is not None:
-                by_camera[camera].append(record.data_unit_id)
-            score = _score(record.values)
-            if score is not None:
-                if Q2_LOW <= score < Q2_HIGH:
-                    in_range.append((score, record.data_unit_id))
-                q4 += score < Q4_BELOW
-        # Closest to Q1_HITS records first; ties by camera id, for a fixed choice.
-        ranked = sorted(by_camera, key=lambda c: (abs(len(by_camera[c]) - Q1_HITS), c))
-        if len(ranked) < wanted:
-            raise ValueError(f"only {len(ranked)} cameras occur; need {wanted}")
-        in_range.sort()
-        page = [duid for _, duid in in_range[:Q2_PAGE]]
-        return cls(records, ranked[:wanted], dict(by_camera), page, len(in_range), q4)
-
-    def record(self, data_unit_id: str) -> workload.Record:
-        record = self.records[int(data_unit_id.removeprefix("unit-"))]
-        assert record.data_unit_id == data_unit_id
-        return record
-
-    def q1(self, camera: str) -> list[str]:
-        return self.by_camera[camera]
-
-    def q3(self, camera: str) -> list[str]:
-        return [d for d in self.by_camera[camera] if _q3_extra(self.record(d).values)]
-
-
-def _instant(value: str) -> datetime:
-    moment = datetime.fromisoformat(value)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-def _same_value(key: str, stored: mpb.Value, generated: object) -> bool:
-    kind = stored.WhichOneof("kind")
-    if kind == "embedding_value":
-        return bool(list(stored.embedding_value.values) == list(generated))  # type: ignore[call-overload]
-    if kind == "string_value":
-        if key == "captured_at":  # stored normalised to UTC
-            return _instant(stored.string_value) == _instant(str(generated))
-        return bool(stored.string_value == generated)
-    if kind == "number_value":
-        return type(generated) is float and stored.number_value == generated
-    if kind == "bool_value":
-        return stored.bool_value is generated
-    return False
-
-
-def check_records(records: Sequence[mpb.StoredRecord], expected_ids: Sequence[str],
-                  expected: Expected, what: str) -> None:  # fmt: skip
-    """The response holds exactly `expected_ids`, in that order, with the generated values."""
-    ids = [r.data_unit_id for r in records]
-    if ids != list(expected_ids):
-        missing = sorted(set(expected_ids) - set(ids))[:5]
-        extra = sorted(set(ids) - set(expected_ids))[:5]
-        raise WrongAnswer(
-            f"{what}: {len(ids)} records, expected {len(expected_ids)} "
-            f"(missing e.g. {missing}, unexpected e.g. {extra}, or out of order)"
-        )
-    for stored in records:
-        generated = expected.record(stored.data_unit_id).values
-        if set(stored.metadata) != set(generated):
-            raise WrongAnswer(f"{what}: {stored.data_unit_id} has keys {sorted(stored.metadata)}")
-        for key, value in stored.metadata.items():
-            if not _same_value(key, value, generated[key]):
-                raise WrongAnswer(f"{what}: {stored.data_unit_id}[{key}] = {value}")
-
-
-# --- timing -------------------------------------------------------------------------------
-
-
-@dataclass
-class Latencies:
-    """Client-observed milliseconds of the timed runs of one query."""
-
-    name: str
-    filter: str
-    warmups: int
-    ms: list[float]
-    server_ms: list[float] = field(default_factory=list)  # handler time the server logged
-    note: str = ""
-    shortened: bool = False
-    busy: list[BusyProcess] = field(default_factory=list)  # other work during the runs
-    steal: float = float("nan")  # share of CPU time taken by other VMs (nan: too short)
-
-    def p(self, fraction: float) -> float:
-        return percentile(self.ms, fraction)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "filter": self.filter,
-            "warmup_runs": self.warmups,
-            "timed_runs": len(self.ms),
-            "latency_ms": summarise_ms(self.ms),
-            "server_handler_ms": summarise_ms(self.server_ms),
-            "latency_ms_each": [round(x, 3) for x in self.ms],
-            "shortened": self.shortened,
-            "note": self.note,
-            "other_busy_processes": [vars(p) for p in self.busy],
-            "cpu_steal_share": _finite(self.steal),
-        }
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """Warm-up and timed runs of one query, and the time budget that may shorten them."""
-
-    warmups: int
-    runs: int
-    budget_s: float = float("inf")
-
-
-def time_runs(call: Callable[[int], T], check: Callable[[int, T], None], plan: RunPlan
-              ) -> tuple[list[float], int, str]:  # fmt: skip
-    """Warm-up calls, then timed ones; every result is checked (after its clock stops).
-
-    Returns the timed milliseconds, the warm-ups done and a note on any shortening:
-    warming up stops after a call slower than SLOW_CALL_MS (caches cannot be what
-    makes it slow), and a query whose last warm-up says the timed runs would take
-    over the budget gets only as many as fit (at least MIN_RUNS, never more than
-    planned).
-    """
-    warm_ms: list[float] = []
-    for run in range(plan.warmups):
-        started = time.perf_counter()
-        result = call(run)
-        warm_ms.append((time.perf_counter() - started) * 1000.0)
-        check(run, result)
-        if warm_ms[-1] > SLOW_CALL_MS:
-            break
-    warmups, runs, note = len(warm_ms), plan.runs, ""
-    if warm_ms and warm_ms[-1] * runs > plan.budget_s * 1000.0:
-        runs = min(runs, max(MIN_RUNS, int(plan.budget_s * 1000.0 / warm_ms[-1])))
-    if warmups < plan.warmups or runs < plan.runs:
-        note = (
-            f"shortened: {warmups} warm-up + {runs} timed runs instead of {plan.warmups} + "
-            f"{plan.runs} (a warm-up call took {warm_ms[-1] / 1000:.1f} s; "
-            f"budget {plan.budget_s:.0f} s per query)"
-        )
-    timed: list[float] = []
-    for run in range(warmups, warmups + runs):
-        started = time.perf_counter()
-        result = call(run)
-        timed.append((time.perf_counter() - started) * 1000.0)
-        check(run, result)
-    return timed, warmups, note
 
 
 class Queries:
@@ -408,7 +216,7 @@ class BackendResult:
             "server_commit": self.commit,
             "load": self.load.to_json() if self.load else None,
             "load_other_busy_processes": [vars(p) for p in self.load_busy],
-            "load_cpu_steal_share": _finite(self.load_steal),
+            "load_cpu_steal_share": finite(self.load_steal),
             "settle_after_load": self.settle,
             "create_schema_seconds": self.schema_seconds,
             "vacuum_analyze_seconds": self.vacuum_seconds,
