@@ -250,13 +250,17 @@ def test_a_failure_inside_the_write_path_leaves_the_database_unchanged(
     failed: list[str] = []
 
     def fail_half_way(real: Any) -> Any:
-        def insert(session: Any, *args: Any, **kwargs: Any) -> int:
-            *head, rows = args
+        def insert(session: Any, *args: Any, **kwargs: Any) -> Any:
+            table, columns_or_rows, *rest = args
+            if len(args) == 2:  # bulk.executemany(session, statement, rows)
+                rows, head = columns_or_rows, [table]
+            else:  # pgcopy.copy_new / copy_insert(session, table, columns, rows, ...)
+                rows, head, rest = rest[0], [table, columns_or_rows], rest[1:]
             if len(rows) == 20:  # the new records (SQLite: executemany; PostgreSQL: COPY)
-                real(session, *head, rows[:10], **kwargs)
+                real(session, *head, rows[:10], *rest, **kwargs)
                 failed.append("records")
                 raise RuntimeError("disk on fire")
-            return int(real(session, *args, **kwargs))
+            return real(session, *args, **kwargs)
 
         return insert
 
@@ -269,6 +273,7 @@ def test_a_failure_inside_the_write_path_leaves_the_database_unchanged(
     else:
         monkeypatch.setattr(bulk, "executemany", fail_half_way(bulk.executemany))
         monkeypatch.setattr(pgcopy, "copy_insert", fail_half_way(pgcopy.copy_insert))
+        monkeypatch.setattr(pgcopy, "copy_new", fail_half_way(pgcopy.copy_new))
     updates = [b.metadata_update(f"new{i}", {"a": "y", "v": [1.0, 2.0, 3.0]}) for i in range(20)]
     updates += [b.metadata_update(f"old{i}", {"a": "changed"}) for i in range(10)]
     with pytest.raises(grpc.RpcError) as caught:

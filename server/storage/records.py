@@ -143,7 +143,7 @@ def write_records(
     stamp = bulk.driver_timestamp(session, now)
     new = [w for w in ordered if w.previous_revision == 0]
     if is_postgresql(session):
-        inserted = pgcopy.copy_insert(
+        pgcopy.copy_new(
             session,
             records,
             _RECORD_COLUMNS,
@@ -152,6 +152,7 @@ def write_records(
                 for w in new
             ],
         )
+        inserted = len(new)  # or copy_new raised ConcurrentWrite
     else:
         inserted = bulk.executemany(
             session,
@@ -209,17 +210,27 @@ def _write_embeddings(session: Session, schema_id: int, writes: Sequence[RecordW
         ],
     )
     if is_postgresql(session):
+        columns = ("schema_id", "data_unit_id", "key", "vector")
+        binary_types = ("int4", "text", "text", "bytea")
+
+        def rows(new: bool) -> list[tuple[int, str, str, bytes]]:
+            return [
+                (schema_id, w.data_unit_id, key, raw)
+                for w in writes
+                if (w.previous_revision == 0) is new
+                for key, raw in w.embeddings_to_upsert.items()
+            ]
+
+        # A record inserted by this bundle has no embedding rows yet (they go
+        # with it on delete), so its vectors are copied straight in.
+        pgcopy.copy_new(session, embeddings, columns, rows(True), binary_types)
         pgcopy.copy_insert(
             session,
             embeddings,
-            ("schema_id", "data_unit_id", "key", "vector"),
-            [
-                (schema_id, w.data_unit_id, key, raw)
-                for w in writes
-                for key, raw in w.embeddings_to_upsert.items()
-            ],
+            columns,
+            rows(False),
             "ON CONFLICT (schema_id, data_unit_id, key) DO UPDATE SET vector = EXCLUDED.vector",
-            binary_types=("int4", "text", "text", "bytea"),
+            binary_types,
         )
         return
     bulk.executemany(
