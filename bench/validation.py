@@ -19,7 +19,7 @@ from jsonschema import (  # type: ignore[import-untyped,unused-ignore]
     FormatChecker,
 )
 
-from metareg.server.api.convert import update_from_proto
+from metareg.server.api.convert import update_from_proto, value_readers
 from metareg.server.domain.bundle import check_update
 from metareg.server.domain.json_schema import export_json_schema
 from metareg.server.domain.validator import CompiledValidator
@@ -133,8 +133,10 @@ def decode_and_check_metareg(
     validator: CompiledValidator, messages: Sequence[mpb.MetadataUpdate]
 ) -> int:
     rejected = 0
+    readers = value_readers(validator.value_kinds)  # as the server decodes
     for message in messages:
-        _, problems = check_update(validator, update_from_proto(message), coerce_strings=False)
+        update = update_from_proto(message, readers)
+        _, problems = check_update(validator, update, coerce_strings=False)
         rejected += bool(problems)
     return rejected
 

@@ -147,7 +147,9 @@ def document_from_proto(document: Any) -> dict[str, object]:
 # --- metadata values -------------------------------------------------------
 
 
-_EXTRACT: dict[str, Callable[[mpb.Value], object]] = {
+ValueReader = Callable[[mpb.Value], object]
+
+_EXTRACT: dict[str, ValueReader] = {
     "string_value": attrgetter("string_value"),
     "number_value": attrgetter("number_value"),
     "bool_value": attrgetter("bool_value"),
@@ -157,14 +159,42 @@ _EXTRACT: dict[str, Callable[[mpb.Value], object]] = {
 }
 
 
+_NO_READERS: Mapping[str, ValueReader] = {}
+_READERS: dict[type, ValueReader] = {
+    str: _EXTRACT["string_value"],
+    float: _EXTRACT["number_value"],
+    bool: _EXTRACT["bool_value"],
+}
+
+
+def value_readers(kinds: Mapping[str, type]) -> dict[str, ValueReader]:
+    """Per key, the reader of the Value field its values should arrive in (see below)."""
+    return {key: _READERS[kind] for key, kind in kinds.items() if kind in _READERS}
+
+
 def values_from_proto(
-    metadata: Mapping[str, mpb.Value],
+    metadata: Mapping[str, mpb.Value], readers: Mapping[str, ValueReader] | None = None
 ) -> tuple[dict[str, object], tuple[Problem, ...]]:
+    """The values of a metadata map, and a problem for every value with no kind set.
+
+    `readers` (from `value_readers`) only make decoding faster; the result is the
+    same with any readers or none. A oneof field that is not the one set reads as
+    its default ("", 0.0, False), so a non-default value read through the key's
+    expected field proves that field is set, and the WhichOneof call (a quarter
+    of the decoding) is skipped.
+    """
     values: dict[str, object] = {}
     problems: list[Problem] = []
     extract = _EXTRACT
+    reader_of = (readers or _NO_READERS).get
     for key in metadata:  # iterating keys and indexing beats items() on upb maps
         value = metadata[key]
+        read = reader_of(key)
+        if read is not None:
+            raw = read(value)
+            if raw:
+                values[key] = raw
+                continue
         kind = value.WhichOneof("kind")
         if kind is None:
             problems.append(
@@ -204,8 +234,11 @@ _MODES = {
 }
 
 
-def update_from_proto(update: mpb.MetadataUpdate | mpb.MetadataRecord) -> MetadataUpdate:
-    values, problems = values_from_proto(update.metadata)
+def update_from_proto(
+    update: mpb.MetadataUpdate | mpb.MetadataRecord,
+    readers: Mapping[str, ValueReader] | None = None,
+) -> MetadataUpdate:
+    values, problems = values_from_proto(update.metadata, readers)
     raw_mode = getattr(update, "mode", mpb.UPDATE_MODE_UNSPECIFIED)
     mode = _MODES.get(raw_mode)
     if mode is None:

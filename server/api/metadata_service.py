@@ -18,12 +18,16 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         self.service = service
         self.queries = queries
 
+    def _readers(self, schema: str) -> dict[str, convert.ValueReader]:
+        return convert.value_readers(self.service.value_kinds(schema))
+
     def ValidateMetadata(
         self, request: pb.ValidateMetadataRequest, context: grpc.ServicerContext
     ) -> pb.ValidateMetadataResponse:
+        readers = self._readers(request.schema)
         report = self.service.validate(
             request.schema,
-            [convert.update_from_proto(r) for r in request.records],
+            [convert.update_from_proto(r, readers) for r in request.records],
             version=request.schema_version,
             coerce_strings=request.coerce_strings,
         )
@@ -47,10 +51,11 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
     def ApplyBundle(
         self, request: pb.ApplyBundleRequest, context: grpc.ServicerContext
     ) -> pb.ApplyBundleResponse:
+        readers = self._readers(request.schema)
         outcome = self.service.apply_bundle(
             BundleRequest(
                 schema=request.schema,
-                updates=[convert.update_from_proto(u) for u in request.updates],
+                updates=[convert.update_from_proto(u, readers) for u in request.updates],
                 partial=request.partial,
                 idempotency_key=request.idempotency_key,
                 request_hash=convert.request_digest(request) if request.idempotency_key else "",

@@ -11,7 +11,7 @@ import orjson
 
 from .names import RESERVED_KEYFRAMES, is_valid_key_name, key_name_problem
 from .query.index import indexed_keys
-from .schema import KeyState, SchemaState
+from .schema import KeyState, KeyType, SchemaState
 from .values import (
     Checker,
     ValueViolation,
@@ -22,6 +22,16 @@ from .values import (
 )
 
 MAX_RECORD_BYTES = 256 * 1024
+
+_VALUE_KINDS: dict[KeyType, type] = {
+    KeyType.VARCHAR: str,
+    KeyType.TEXT: str,
+    KeyType.DATETIME: str,
+    KeyType.UUID: str,
+    KeyType.ENUM: str,
+    KeyType.NUMBER: float,
+    KeyType.BOOLEAN: bool,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +121,10 @@ class CompiledValidator:
                     "key was hard-deleted; its name is reserved and cannot be written"
                 )
         self.hidden_keys = frozenset(d.key for d in state if d.state is KeyState.SOFT_DELETED)
+        # The Python type each active scalar key's values decode to (for fast decoding).
+        self.value_kinds: Mapping[str, type] = MappingProxyType(
+            {d.key: _VALUE_KINDS[d.type] for d in state if d.active and d.type in _VALUE_KINDS}
+        )
         self.indexed = indexed_keys(state)
 
     def check(

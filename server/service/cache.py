@@ -25,6 +25,8 @@ class SchemaCache:
         )
         self._max_entries = max_entries
         self._lock = threading.Lock()
+        # The validator of the highest version cached so far, per schema name.
+        self._latest: dict[str, CompiledValidator] = {}
 
     def _entry(
         self, session: Session, ref: SchemaRef, version: int
@@ -41,9 +43,23 @@ class SchemaCache:
         entry = (loaded, CompiledValidator(ref.name, version, loaded.state))
         with self._lock:
             self._entries[key] = entry
+            known = self._latest.get(ref.name)
+            if known is None or known.version < version:
+                self._latest[ref.name] = entry[1]
             while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+                (name, _), (_, evicted) = self._entries.popitem(last=False)
+                if self._latest.get(name) is evicted:
+                    del self._latest[name]
         return entry
+
+    def latest_known(self, name: str) -> CompiledValidator | None:
+        """The newest cached validator of schema `name`, without asking the database.
+
+        It may be behind the database: use it only where any version gives the
+        same result, faster or slower (e.g. decoding hints).
+        """
+        with self._lock:
+            return self._latest.get(name)
 
     def version(self, session: Session, ref: SchemaRef, version: int) -> SchemaVersion:
         return self._entry(session, ref, version)[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -127,6 +127,15 @@ class MetadataService:
         if ref is None or ref.latest_version == 0:
             raise SchemaNotFound(name)
         return ref, self.cache.validator(session, ref, resolve_version(ref, version))
+
+    def value_kinds(self, schema: str) -> Mapping[str, type]:
+        """Decoding hints: the Python type of each scalar key's values in `schema`.
+
+        From the newest version this server has cached, which may be none or behind
+        the database: hints only make decoding faster, never change its result.
+        """
+        validator = self.cache.latest_known(schema)
+        return validator.value_kinds if validator is not None else {}
 
     def validate(
         self,
