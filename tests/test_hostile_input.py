@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -93,3 +94,66 @@ def test_ids_that_cannot_exist_are_reported_missing(server: RunningServer) -> No
         mpb.DeleteMetadataRequest(schema="s", data_unit_ids=ids)
     )
     assert (deleted.deleted_count, list(deleted.missing_data_unit_ids)) == (0, ids)
+
+
+def _float_list_value(float_list_bytes: bytes) -> mpb.Value:
+    """A Value whose embedding is the FloatList wire bytes given (field 5, length-delimited)."""
+    value = mpb.Value()
+    value.MergeFromString(b"\x2a" + bytes([len(float_list_bytes)]) + float_list_bytes)
+    return value
+
+
+def test_unknown_fields_in_an_embedding_are_not_read_as_floats(server: RunningServer) -> None:
+    """A newer client's FloatList may carry fields this server does not know: skip them."""
+    b.update_schema(server.registry, "s", 0, b.add_embedding("v", 2))
+    two_floats = struct.pack("<ff", 7.0, 9.0)
+    only_unknown = _float_list_value(b"\x12\x08" + two_floats)  # field 2, 8 bytes
+    assert list(only_unknown.embedding_value.values) == []
+    with pytest.raises(grpc.RpcError) as caught:
+        server.metadata.ApplyBundle(mpb.ApplyBundleRequest(
+            schema="s", updates=[mpb.MetadataUpdate(data_unit_id="u", metadata={"v": only_unknown})]
+        ))  # fmt: skip
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert b.field_violations(caught.value) == {
+        'updates[0].metadata["v"]': 'record 0 (data_unit_id "u"): key "v": embedding has 0 '
+        "float(s); the key needs exactly 2 (rule: embedding_size)"
+    }
+    packed = b"\x0a\x08" + two_floats
+    for extra in (b"\x12\x03abc" + packed, packed + b"\x10\x01"):  # unknown before, after
+        value = _float_list_value(extra)
+        server.metadata.ApplyBundle(mpb.ApplyBundleRequest(
+            schema="s", updates=[mpb.MetadataUpdate(data_unit_id="w", metadata={"v": value})]
+        ))  # fmt: skip
+        assert b.stored(server.metadata, "s", "w") == {"w": {"v": [7.0, 9.0]}}
+
+
+@pytest.mark.parametrize(
+    "updates",
+    [
+        pytest.param([b.metadata_update("u", {"x" * 20000: 1.0})], id="20,000-character key"),
+        pytest.param([b.metadata_update("u", {"é" * 1000: 1.0})], id="1,000 non-ASCII key"),
+        pytest.param(
+            [
+                b.metadata_update(f"unit-é-{i:05d}-" + "ü" * 40, {"n": "é" * 40, "t": 5.0})
+                for i in range(1000)
+            ],
+            id="1000 non-ASCII violations",
+        ),
+    ],
+)
+def test_a_rejection_reaches_a_client_with_default_limits(
+    server: RunningServer, updates: list[mpb.MetadataUpdate]
+) -> None:
+    """Whatever the request holds, the error fits in a default client's 8 KiB of metadata.
+
+    Past 8 KiB gRPC refuses metadata at random, so each case is sent ten times.
+    """
+    b.update_schema(server.registry, "s", 0, b.add_scalar("n", "number"),
+                    b.add_scalar("t", "text"))  # fmt: skip
+    with grpc.insecure_channel(server.address) as channel:  # no raised limits
+        stub = b.metadata_stub(channel)
+        for _ in range(10):
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ApplyBundle(mpb.ApplyBundleRequest(schema="s", updates=updates))
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+            assert b.field_violations(caught.value)  # the BadRequest came through

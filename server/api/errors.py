@@ -1,9 +1,13 @@
 """Map domain errors to gRPC statuses with google.rpc error details.
 
-Details travel in trailing metadata, which gRPC clients cap (8 KiB by default).
-Violations are therefore added until a byte budget is reached; the last entry
-then says how many were left out. A client that raised its own limit may ask
-for a larger budget with the `metareg-error-detail-bytes` request header.
+Details travel in trailing metadata. A default gRPC client starts refusing
+metadata over 8 KiB (at random, always past 16 KiB), and the trailer holds the
+message twice: percent-encoded in grpc-message and, with the details, base64 in
+grpc-status-details-bin. So the message is cut to MAX_MESSAGE_BYTES once encoded
+and violations are added until the detail budget is reached; the last entry then
+says how many were left out. The defaults keep the trailer under about 7.3 KiB.
+A client that raised its own limit may ask for a larger detail budget with the
+`metareg-error-detail-bytes` request header.
 """
 
 from __future__ import annotations
@@ -28,10 +32,10 @@ from ..domain.errors import (
 from ..domain.impact import ImpactReport
 from .convert import impact_to_proto, result_to_proto
 
-DEFAULT_DETAIL_BYTES = 7000
+DEFAULT_DETAIL_BYTES = 3300
 MAX_DETAIL_BYTES = 4 * 1024 * 1024
 DETAIL_BYTES_HEADER = "metareg-error-detail-bytes"
-MAX_MESSAGE_CHARS = 1500
+MAX_MESSAGE_BYTES = 1200  # grpc-message, percent-encoded
 ERROR_DOMAIN = "metareg.v1"
 # ErrorInfo.reason for a filter or order_by the server could not use; its metadata
 # holds "field" (filter or order_by), "column" (1-based) and "problem".
@@ -60,6 +64,10 @@ def _bad_request(violations: Sequence[FieldViolation], budget: int) -> error_det
             field=violation.field, description=violation.description, reason=violation.reason
         )
         size = entry.ByteSize() + 4
+        if index == 0 and size > budget:  # one violation bigger than the budget: cut it
+            entry.description = _cut_to_bytes(entry.description, budget // 2)
+            entry.field = _cut_to_bytes(entry.field, budget // 4)
+            size = entry.ByteSize() + 4
         if used + size > budget and index > 0:
             left = len(violations) - index
             request.field_violations.add(
@@ -72,6 +80,31 @@ def _bad_request(violations: Sequence[FieldViolation], budget: int) -> error_det
         request.field_violations.append(entry)
         used += size
     return request
+
+
+def _cut_to_bytes(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes, ending in "…" when cut."""
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    return raw[: max(0, limit - 3)].decode(errors="ignore") + "…"
+
+
+def _wire_message(message: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """`message` cut so that its grpc-message header stays within `limit` bytes.
+
+    gRPC percent-encodes every byte outside printable ASCII (and "%"), so one
+    character can take up to 12 header bytes.
+    """
+    used = 0
+    for position, char in enumerate(message):
+        if " " <= char <= "~" and char != "%":
+            used += 1
+        else:
+            used += 3 * len(char.encode(errors="replace"))
+        if used > limit - 9:  # room for the "…", 9 bytes once encoded
+            return message[:position] + "…"
+    return message
 
 
 def _rejection(plan: BundlePlan, budget: int) -> mpb.BundleRejection:
@@ -109,9 +142,7 @@ def _precondition(impact: ImpactReport) -> error_details_pb2.PreconditionFailure
 
 def to_rpc_status(error: MetaregError, budget: int = DEFAULT_DETAIL_BYTES) -> status_pb2.Status:
     """The google.rpc.Status for a domain error, details cut to about `budget` bytes."""
-    message = error.message
-    if len(message) > MAX_MESSAGE_CHARS:
-        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+    message = _wire_message(error.message)
     status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=message)
     if error.violations:
         share = budget // 2 if isinstance(error, InvalidMetadata) else budget

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from .bundle import BundlePlan, Outcome
 from .errors import FieldViolation, InvalidMetadata
-from .names import shorten
+from .names import MAX_KEY_LENGTH, shorten
 from .validator import Problem
 
 MESSAGE_EXAMPLES = 3
@@ -16,7 +16,10 @@ MESSAGE_EXAMPLES = 3
 def field_path(collection: str, index: int, problem: Problem) -> str:
     """The request field a problem points at, e.g. `updates[3].metadata["score"]`."""
     if problem.key:
-        return f"{collection}[{index}].metadata[{json.dumps(problem.key)}]"
+        key = problem.key
+        if len(key) > MAX_KEY_LENGTH:  # an invalid key name, too long to repeat whole
+            key = key[:MAX_KEY_LENGTH] + "…"
+        return f"{collection}[{index}].metadata[{json.dumps(key)}]"
     if problem.rule == "data_unit_id":
         return f"{collection}[{index}].data_unit_id"
     return f"{collection}[{index}]"

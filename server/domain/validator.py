@@ -9,7 +9,13 @@ from types import MappingProxyType
 
 import orjson
 
-from .names import RESERVED_KEYFRAMES, is_valid_key_name, key_name_problem
+from .names import (
+    MAX_KEY_LENGTH,
+    RESERVED_KEYFRAMES,
+    is_valid_key_name,
+    key_name_problem,
+    shorten,
+)
 from .query.index import indexed_keys
 from .schema import KeyState, KeyType, SchemaState
 from .values import (
@@ -47,8 +53,10 @@ class Problem:
     shown: str = ""
 
     def describe(self) -> str:
-        text = f'key "{self.key}": {self.message}' if self.key else self.message
-        return f"{text} (rule: {self.rule})"
+        if not self.key:
+            return f"{self.message} (rule: {self.rule})"
+        # A valid key is shown whole; a longer (invalid) one is cut.
+        return f"key {shorten(self.key, MAX_KEY_LENGTH + 2)}: {self.message} (rule: {self.rule})"
 
 
 @dataclass(slots=True)  # not frozen, for speed: see domain.bundle

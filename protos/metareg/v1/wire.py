@@ -41,20 +41,28 @@ def set_floats(message: Any, raw: bytes) -> None:
 
 
 def read_floats(message: Any) -> array[float]:
-    """A FloatList's values as array('f'), read from its serialised bytes."""
+    """A FloatList's values as array('f'), read from its serialised bytes.
+
+    The fast path takes the bytes as they are when they hold nothing but the one
+    packed field. Anything else (unknown fields a sender added, say) goes through
+    the protobuf API, which knows which bytes are values.
+    """
     raw: bytes = message.SerializeToString()
     vector = array("f")
     if not raw:
         return vector
-    position, length, shift = 1, 0, 0  # raw[0] is the tag of field 1
-    while True:
-        byte = raw[position]
-        position += 1
-        length |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            break
-        shift += 7
-    vector.frombytes(raw[position : position + length])
+    position, length, shift = 1, 0, 0
+    if raw[0] == _FIELD_1_PACKED[0]:
+        while position < len(raw):
+            byte = raw[position]
+            position += 1
+            length |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+    if raw[0] != _FIELD_1_PACKED[0] or position + length != len(raw) or length % 4:
+        return array("f", message.values)
+    vector.frombytes(raw[position:])
     if not _LITTLE_ENDIAN:  # pragma: no cover
         vector.byteswap()
     return vector
