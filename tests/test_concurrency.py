@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import pytest
@@ -144,3 +145,91 @@ def test_copying_a_record_another_transaction_created_is_a_concurrent_write(
             assert [row[0] for row in stored] == ["a"]  # "b" went with the failed COPY
     finally:
         db.dispose()
+
+
+def _in_the_window(run: Any, threads: list[threading.Thread]) -> None:
+    """The first time: start `run` and give it two seconds, time to commit unless a lock
+    holds it back. Later calls (retries, `run`'s own reads) go straight on."""
+    if threads:
+        return
+    threads.append(threading.Thread(target=run))
+    threads[0].start()
+    threads[0].join(timeout=2.0)
+
+
+def test_a_bundle_racing_a_delete_leaves_no_index_entry_behind(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delete reads the record, a bundle changes its indexed value, the delete goes on.
+
+    The delete locks what it reads, so the bundle waits, finds the record gone and
+    creates it again; the index then holds exactly the values of stored records.
+    """
+    from metareg.server.storage import records as records_module
+
+    b.update_schema(server.registry, "s", 0, b.spb.SchemaChange(
+        add_scalar=b.spb.AddScalar(key="color", type="varchar", indexed=True)))  # fmt: skip
+    server.metadata.ApplyBundle(mpb.ApplyBundleRequest(
+        schema="s", updates=[b.metadata_update("u1", {"color": "red"})]))  # fmt: skip
+    real = records_module.load_scalars
+    threads: list[threading.Thread] = []
+
+    def paint_blue() -> None:
+        update = b.metadata_update("u1", {"color": "blue"})
+        server.metadata.ApplyBundle(mpb.ApplyBundleRequest(schema="s", updates=[update]))
+
+    def read_then_race(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)
+        _in_the_window(paint_blue, threads)
+        return found
+
+    monkeypatch.setattr(records_module, "load_scalars", read_then_race)
+    deleted = server.metadata.DeleteMetadata(
+        mpb.DeleteMetadataRequest(schema="s", data_unit_ids=["u1"])
+    )
+    threads[0].join()
+    monkeypatch.undo()
+    assert deleted.deleted_count == 1
+    stored = b.stored(server.metadata, "s", "u1")
+    for color in ("red", "blue"):
+        counted = server.metadata.CountMetadata(
+            mpb.CountMetadataRequest(schema="s", filter=f'color = "{color}"')
+        ).count
+        holding = sum(1 for values in stored.values() if values.get("color") == color)
+        assert counted == holding, (color, counted, stored)
+
+
+def test_update_by_filter_patches_only_records_that_still_match(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle moves a matched record out of the filter before UpdateByFilter reads it."""
+    from metareg.server.storage import records as records_module
+
+    b.update_schema(server.registry, "s", 0, b.add_scalar("status", "varchar"),
+                    b.add_scalar("flag", "varchar"))  # fmt: skip
+    server.metadata.ApplyBundle(mpb.ApplyBundleRequest(
+        schema="s", updates=[b.metadata_update("u1", {"status": "pending"})]))  # fmt: skip
+    real = records_module.load_records
+    bundle: list[mpb.ApplyBundleResponse] = []
+    threads: list[threading.Thread] = []
+
+    def finish() -> None:
+        update = b.metadata_update("u1", {"status": "done"})
+        bundle.append(
+            server.metadata.ApplyBundle(mpb.ApplyBundleRequest(schema="s", updates=[update]))
+        )
+
+    def race_then_read(*args: Any, **kwargs: Any) -> Any:
+        _in_the_window(finish, threads)  # the first call is UpdateByFilter's, after its match
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(records_module, "load_records", race_then_read)
+    patched = server.metadata.UpdateByFilter(mpb.UpdateByFilterRequest(
+        schema="s", filter='status = "pending"', metadata={"flag": b.value("retry")}))  # fmt: skip
+    threads[0].join()
+    monkeypatch.undo()
+    # Serial in one order or the other: the patch only ever lands on a pending record.
+    bundle_first = bundle[0].results[0].revision == 2
+    assert patched.updated_count == (0 if bundle_first else 1)
+    expected = {"status": "done"} if bundle_first else {"status": "done", "flag": "retry"}
+    assert b.stored(server.metadata, "s", "u1") == {"u1": expected}

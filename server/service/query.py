@@ -302,6 +302,12 @@ class QueryService:
         if len(ids) > MAX_UPDATE_BY_FILTER:
             raise TooManyMatches(MAX_UPDATE_BY_FILTER)
         existing = records.load_records(session, ref.id, ids)
+        # On PostgreSQL a bundle may have committed between the match and this read:
+        # check the filter again on what was read. The writes are conditional on the
+        # revisions read here, so a change after this read retries the whole call.
+        loaded = [(duid, existing[duid].values) for duid in ids if duid in existing]
+        still = {duid for duid, _ in query.keep_matching(loaded)}
+        ids = [duid for duid in ids if duid in still]
         updates = [MetadataUpdate(duid, patch.values, patch.mode) for duid in ids]
         plan = plan_updates(validator, updates, existing, partial=False,
                             coerce_strings=coerce_strings)  # fmt: skip

@@ -263,7 +263,9 @@ def delete_records(
     if not ids:
         return set()
     connection = session.connection()
-    existing = load_scalars(session, schema_id, ids)
+    # Locked (PostgreSQL): a bundle committing between this read and the deletes
+    # below would otherwise leave index entries for values this read never saw.
+    existing = load_scalars(session, schema_id, ids, lock=True)
     if existing:
         found = list(existing)
         index.remove_entries(
@@ -289,17 +291,22 @@ def delete_records(
 
 
 def load_scalars(
-    session: Session, schema_id: int, data_unit_ids: Sequence[str]
+    session: Session, schema_id: int, data_unit_ids: Sequence[str], *, lock: bool = False
 ) -> dict[str, dict[str, object]]:
-    """Scalar values (no embeddings) of the records that exist, by data unit id."""
+    """Scalar values (no embeddings) of the records that exist, by data unit id.
+
+    `lock` takes the rows' write locks until the transaction ends (PostgreSQL; SQLite
+    writers hold the database lock anyway), in data_unit_id order as writers do.
+    """
     if not data_unit_ids:
         return {}
-    rows = session.connection().execute(
-        select(records.c.data_unit_id, records.c.data).where(
-            records.c.schema_id == schema_id,
-            id_in(session, records.c.data_unit_id, list(data_unit_ids)),
-        )
+    query = select(records.c.data_unit_id, records.c.data).where(
+        records.c.schema_id == schema_id,
+        id_in(session, records.c.data_unit_id, list(data_unit_ids)),
     )
+    if lock:
+        query = query.order_by(records.c.data_unit_id).with_for_update()
+    rows = session.connection().execute(query)
     return {row[0]: row[1] for row in rows}
 
 
