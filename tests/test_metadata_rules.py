@@ -186,6 +186,18 @@ def test_record_size_limit_is_256_kib_when_stored(cams: RunningServer) -> None:
     assert b.field_violations(caught.value).keys() == {"updates[1]"}
 
 
+def test_an_oversized_record_with_other_problems_reports_its_size_too(
+    cams: RunningServer,
+) -> None:
+    metadata: dict[str, object] = {"notes": "n" * 300_000, "score": "bad"}
+    assert rules_of(cams, metadata) == {("score", "type"), ("", "record_size")}
+    response = apply(cams, b.metadata_update("u", metadata), partial=True)
+    assert {(v.key, v.rule) for v in response.results[0].violations} == {
+        ("score", "type"), ("", "record_size")}  # fmt: skip
+    # The valid part alone is within the limit: only the broken rule is reported.
+    assert rules_of(cams, {"notes": "n" * 1000, "score": "bad"}) == {("score", "type")}
+
+
 def test_a_value_without_a_kind_is_rejected(cams: RunningServer) -> None:
     record = mpb.MetadataRecord(data_unit_id="u")
     record.metadata["score"].CopyFrom(mpb.Value())

@@ -167,14 +167,15 @@ def plan_bundle(
     for index, update in enumerate(updates):
         duid = update.data_unit_id
         patch, problems = check_update(validator, update, coerce_strings=coerce_strings)
+        current = working.get(duid)
         if problems:
+            # The size too, of the record with the update's valid values: if even
+            # that is over the limit, fixing the other problems will not be enough.
+            size = record_size_problem(encode_record(_next(current, patch, update, hidden)).size)
+            problems += [size] if size else []
             results.append(UpdateResult(index, duid, Outcome.REJECTED, problems=tuple(problems)))
             continue
-        current = working.get(duid)
-        if current is None:  # a new record: whatever the mode, its non-null values
-            values = patch if None not in patch.values() else _without_nulls(patch)
-        else:
-            values = apply_update(current.values, patch, update.mode, hidden)
+        values = _next(current, patch, update, hidden)
         if current is not None and values == current.values:
             results.append(UpdateResult(index, duid, Outcome.UNCHANGED, current.revision))
             continue
@@ -204,7 +205,19 @@ def plan_bundle(
     return plan
 
 
-def _without_nulls(values: Mapping[str, object]) -> dict[str, object]:
+def _next(
+    current: _Working | None,
+    patch: dict[str, object],
+    update: MetadataUpdate,
+    hidden: frozenset[str],
+) -> dict[str, object]:
+    """The record's values after `patch`."""
+    if current is None:  # a new record: whatever the mode, its non-null values
+        return patch if None not in patch.values() else without_nulls(patch)
+    return apply_update(current.values, patch, update.mode, hidden)
+
+
+def without_nulls(values: Mapping[str, object]) -> dict[str, object]:
     return {k: v for k, v in values.items() if v is not None}
 
 

@@ -19,6 +19,7 @@ from ..domain.bundle import (
     UpdateResult,
     check_update,
     plan_bundle,
+    without_nulls,
 )
 from ..domain.errors import IdempotencyKeyReused, InvalidArgument, SchemaNotFound
 from ..domain.names import data_unit_id_problem, shorten
@@ -152,10 +153,10 @@ class MetadataService:
         valid = 0
         for index, record in enumerate(records_to_check):
             patch, problems = check_update(validator, record, coerce_strings=coerce_strings)
-            if not problems:
-                size = encode_record({k: v for k, v in patch.items() if v is not None}).size
-                size_problem = record_size_problem(size)
-                problems = [size_problem] if size_problem else []
+            # With other problems, the size of the valid values: a lower bound.
+            size_problem = record_size_problem(encode_record(without_nulls(patch)).size)
+            if size_problem:
+                problems = [*problems, size_problem]
             if problems:
                 report.invalid.append((index, record.data_unit_id, problems))
             else:
