@@ -32,7 +32,14 @@ def _encode_list(value: list[Any] | tuple[Any, ...], target: mpb.Value) -> None:
     kinds = set(map(type, value))
     if kinds <= {int}:  # also the empty list: keyframes []
         target.int_list_value.SetInParent()
-        target.int_list_value.values.extend(value)
+        try:
+            target.int_list_value.values.extend(value)
+        except (ValueError, OverflowError):
+            target.ClearField("int_list_value")
+            outside = next(x for x in value if not -(2**63) <= x < 2**63)
+            raise ValueConversionError(
+                f"{outside} in an int list is out of range: ints are 64-bit (keyframes)"
+            ) from None
     elif bool in kinds:
         raise ValueConversionError("a list with booleans is not a value (a bool is not a number)")
     elif kinds <= _NUMBER_TYPES:

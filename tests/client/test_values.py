@@ -100,6 +100,8 @@ def test_a_bool_is_never_a_number() -> None:
         (["a", "b"], "a list of str is not a value"),
         (object(), "a object is not a metadata value"),
         (10**400, "too large"),
+        ([1, 2**64], "18446744073709551616 in an int list is out of range"),
+        ([-(2**63) - 1], "out of range: ints are 64-bit"),
         (FakeArray([1.0], ndim=2), "use 1-d"),
     ],
 )
@@ -147,5 +149,7 @@ def test_errors_name_the_key() -> None:
     with pytest.raises(ValueConversionError, match='key "clip": a list with booleans') as caught:
         encode_metadata({"ok": 1, "clip": [True]}, target.metadata)
     assert caught.value.key == "clip"
+    with pytest.raises(ValueConversionError, match='key "keyframes": 18446744073709551616'):
+        encode_metadata({"keyframes": [1, 2**64]}, target.metadata)
     with pytest.raises(ValueConversionError, match="mapping"):
         encode_metadata(["not", "a", "mapping"], target.metadata)  # type: ignore[arg-type]
