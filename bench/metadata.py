@@ -25,7 +25,10 @@ Rows:
      the handler time the server logged, and how much slower the slowest 10
      consecutive bundles were than the first 10. On SQLite also the raw
      sqlite3.executemany ceiling (bench.rawsqlite) and the ratio to it. On
-     PostgreSQL a throwaway durable cluster (tests/pgcluster.py).
+     PostgreSQL a throwaway durable cluster (tests/pgcluster.py). The serial
+     bound is the rate if a bundle cost only its decode + validate (the V row)
+     followed by the raw write, with gRPC, the client, reading stored records
+     and planning all free: no single-process server can beat it.
   M  peak RSS (VmHWM) of a server process applying bundles whose records all
      carry a 512-d embedding, on SQLite.
 """
@@ -264,6 +267,17 @@ def end_to_end_rows(e: EndToEndResult, raw: Timing | None, target: Target) -> li
     return rows
 
 
+def serial_bound_rows(v: ValidationResults, raw: Timing) -> list[Row]:
+    """What E could reach if a record cost nothing but its decode + validate and raw write."""
+    bound = 1.0 / (1.0 / v.decode_and_check.rate + 1.0 / raw.rate)
+    return [
+        Row("E.serial_bound", "E  serial bound: decode + validate, then the raw write",
+            bound, "rec/s"),
+        Row("E.serial_bound_vs_raw", "E  serial bound / raw ceiling",
+            bound / raw.rate, "x"),
+    ]  # fmt: skip
+
+
 def memory_rows(m: MemoryResult) -> list[Row]:
     return [
         Row("M.peak_rss", f"M  peak server RSS (VmHWM), {m.bundles} bundles, all with embedding",
@@ -279,6 +293,7 @@ def table_rows(results: Results) -> list[Row]:
     return [
         *validation_rows(results.validation),
         *end_to_end_rows(results.sqlite, results.raw, TARGET_SQLITE_RATE),
+        *serial_bound_rows(results.validation, results.raw),
         *end_to_end_rows(results.postgres, None, TARGET_POSTGRES_RATE),
         *memory_rows(results.memory),
     ]
