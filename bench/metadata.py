@@ -28,7 +28,8 @@ Rows:
      PostgreSQL a throwaway durable cluster (tests/pgcluster.py). The serial
      bound is the rate if a bundle cost only its decode + validate (the V row)
      followed by the raw write, with gRPC, the client, reading stored records
-     and planning all free: no single-process server can beat it.
+     and planning all free: a server working on one bundle at a time in one
+     process cannot beat it.
   M  peak RSS (VmHWM) of a server process applying bundles whose records all
      carry a 512-d embedding, on SQLite.
 """
