@@ -76,6 +76,8 @@ def test_quoting_and_escapes() -> None:
     assert key.name == "team A.score"
     assert parse(r"`we\`ird` = 1").key.name == "we`ird"  # type: ignore[union-attr]
     assert parse("`and` ~ 'x'").key.name == "and"  # type: ignore[union-attr]
+    # JSON writes characters outside the BMP as a surrogate pair: one character.
+    assert parse(r'a = "\ud83d\ude00!"').literal.value == "\U0001f600!"  # type: ignore[union-attr]
 
 
 def test_metadata_prefix_is_optional() -> None:
@@ -99,6 +101,9 @@ def test_metadata_prefix_is_optional() -> None:
         ("and = 1", 1, "keywords in backquotes"),
         ("a = 'x' AND", 12, "expected a key"),
         ('a = "\\q"', 6, "unknown escape"),
+        ('a = "\\ud83d"', 6, "half of a UTF-16 surrogate pair"),
+        ('a = "x\\ude00\\ud83d"', 7, "half of a UTF-16 surrogate pair"),
+        ("`\\ud800x` = 1", 2, "half of a UTF-16 surrogate pair"),
         ("a = 'x' @", 9, "unexpected character '@'"),
         ("b = 'x'", 5, 'key "b" has type number; compare it with a number, not a string'),
         ("c = 1", 5, "compare it with true or false"),

@@ -62,8 +62,19 @@ def _read_quoted(source: str, start: int, quote: str, kind: str) -> tuple[str, i
                     raise InvalidQuery(index + 1, "\\u must be followed by four hex digits")
                 if digits == "0000":
                     raise InvalidQuery(index + 1, f"a {kind} cannot contain a NUL character")
-                out.append(chr(int(digits, 16)))
+                code = int(digits, 16)
                 index += 6
+                if 0xD800 <= code <= 0xDFFF:  # UTF-16 surrogates, as JSON writes 😀
+                    low = _low_surrogate(source, index) if code <= 0xDBFF else None
+                    if low is None:
+                        raise InvalidQuery(
+                            index - 5,
+                            f"\\u{digits} is half of a UTF-16 surrogate pair; write the "
+                            "character itself, or both halves (\\ud83d\\ude00)",
+                        )
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                    index += 6
+                out.append(chr(code))
                 continue
             if escape not in _ESCAPES:
                 raise InvalidQuery(index + 1, f"unknown escape \\{escape} in {kind}")
@@ -73,6 +84,14 @@ def _read_quoted(source: str, start: int, quote: str, kind: str) -> tuple[str, i
         out.append(char)
         index += 1
     raise InvalidQuery(start + 1, f"{kind} is not closed: add the missing {quote}")
+
+
+def _low_surrogate(source: str, index: int) -> int | None:
+    """The low surrogate a `\\uDC00`..`\\uDFFF` escape at `index` stands for, if there is one."""
+    escape = source[index : index + 6]
+    if re.fullmatch(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}", escape):
+        return int(escape[2:], 16)
+    return None
 
 
 MAX_FILTER_LENGTH = 16_384
