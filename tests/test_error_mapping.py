@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 import grpc
 import pytest
 from google.rpc import code_pb2, error_details_pb2
 
-from metareg.server.api.errors import DEFAULT_DETAIL_BYTES, detail_budget, to_rpc_status
+from metareg.server.api.errors import (
+    DEFAULT_DETAIL_BYTES,
+    MAX_MESSAGE_BYTES,
+    detail_budget,
+    to_rpc_status,
+)
 from metareg.server.domain import errors
 from metareg.server.domain.errors import FieldViolation, MetaregError
 
@@ -56,3 +63,16 @@ def test_detail_budget_header_is_bounded() -> None:
     assert detail_budget([("metareg-error-detail-bytes", "100000")]) == 100000
     assert detail_budget([("metareg-error-detail-bytes", "999999999999")]) == 4 * 1024 * 1024
     assert detail_budget([("metareg-error-detail-bytes", "lots")]) == DEFAULT_DETAIL_BYTES
+
+
+def test_statuses_are_valid_utf8_and_fit_a_default_client() -> None:
+    """Lone surrogates are replaced, and a huge non-ASCII message is cut by its encoded size."""
+    violations = [FieldViolation("records[0]", "bad \ud800 value", "rule")]
+    status = to_rpc_status(errors.InvalidSchemaChange("oops \udc00 " + "é" * 5000, violations))
+    status.SerializeToString()  # raises on text that is not valid UTF-8
+    assert status.message.startswith("oops ? ")
+    encoded = urllib.parse.quote(status.message.encode(), safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
+    assert len(encoded) <= MAX_MESSAGE_BYTES
+    request = error_details_pb2.BadRequest()
+    status.details[0].Unpack(request)
+    assert request.field_violations[0].description == "bad ? value"

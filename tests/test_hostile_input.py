@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import math
 import struct
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 
 from metareg.v1 import metadata_pb2 as mpb
 from metareg.v1 import schema_registry_pb2 as rpb
@@ -21,6 +24,23 @@ from .conftest import RunningServer
 def forged_token(position: Any) -> str:
     raw = json.dumps({"k": "query", "p": {"q": "0" * 16, "p": position}}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def token(kind: str, position: Any) -> str:
+    raw = json.dumps({"k": kind, "p": position}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def query_token(order_by: str, position: Any) -> str:
+    """A token for QueryMetadata(schema "s", no filter, `order_by`) at a made-up position."""
+    digest = hashlib.sha256(f"s\0\0{order_by}".encode()).hexdigest()[:16]
+    return token("query", {"q": digest, "p": position})
+
+
+def nan_document() -> struct_pb2.Struct:
+    document = struct_pb2.Struct()
+    document.update({"clip": {"type": "embedding", "size": math.nan}})
+    return document
 
 
 def calls(server: RunningServer) -> dict[str, Callable[[], Any]]:
@@ -57,6 +77,26 @@ def calls(server: RunningServer) -> dict[str, Callable[[], Any]]:
             schema="s", updates=[b.metadata_update("u", {"t": "a\x00"})])),
         "nul unknown key": lambda: md.ApplyBundle(mpb.ApplyBundleRequest(
             schema="s", updates=[b.metadata_update("u", {"x\x00": "a"})])),
+        "lone surrogate escape": lambda: md.CountMetadata(
+            mpb.CountMetadataRequest(schema="s", filter='t = "\\ud800"')),
+        "lone surrogate key": lambda: md.QueryMetadata(
+            mpb.QueryMetadataRequest(schema="s", filter="`\\udc00` = 1")),
+        "token position of another type": lambda: md.QueryMetadata(mpb.QueryMetadataRequest(
+            schema="s", order_by="n", page_token=query_token("n", [0, "abc", "u"]))),
+        "token position without order": lambda: md.QueryMetadata(mpb.QueryMetadataRequest(
+            schema="s", page_token=query_token("", [1, "x", "u"]))),
+        "token surrogate id": lambda: md.QueryMetadata(mpb.QueryMetadataRequest(
+            schema="s", order_by="n", page_token=query_token("n", [0, 5.0, "\ud800"]))),
+        "token huge number": lambda: md.QueryMetadata(mpb.QueryMetadataRequest(
+            schema="s", order_by="t", page_token=query_token("t", [0, 10**30, "u"]))),
+        "versions token text": lambda: reg.ListSchemaVersions(rpb.ListSchemaVersionsRequest(
+            name="s", page_token=token("versions:s", "abc"))),
+        "versions token huge": lambda: reg.ListSchemaVersions(rpb.ListSchemaVersionsRequest(
+            name="s", page_token=token("versions:s", 10**30))),
+        "schemas token surrogate": lambda: reg.ListSchemas(rpb.ListSchemasRequest(
+            page_token=token("schemas", "\ud800"))),
+        "NaN in an imported document": lambda: reg.ImportSchema(rpb.ImportSchemaRequest(
+            name="s", expected_version=2, document=nan_document())),
     }  # fmt: skip
 
 
@@ -65,6 +105,10 @@ CASES = [
     "nul in raw filter", "nul in order_by", "deep nesting", "deep negation", "huge filter",
     "forged token", "forged token shape", "negative page size", "negative version",
     "nul schema name", "nul key name", "nul enum option", "nul value", "nul unknown key",
+    "lone surrogate escape", "lone surrogate key", "token position of another type",
+    "token position without order", "token surrogate id", "token huge number",
+    "versions token text", "versions token huge", "schemas token surrogate",
+    "NaN in an imported document",
 ]  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from metareg.v1 import metadata_pb2 as mpb
@@ -140,8 +140,21 @@ def changes_from_proto(changes: Iterable[spb.SchemaChange]) -> list[ev.SchemaCha
     return decoded
 
 
-def document_from_proto(document: Any) -> dict[str, object]:
-    return dict(json_format.MessageToDict(document))
+def document_from_proto(document: struct_pb2.Struct) -> dict[str, object]:
+    """A Struct as plain Python values; non-finite numbers stay floats for the checks to
+    name (json_format refuses them)."""
+    return {key: _plain(value) for key, value in document.fields.items()}
+
+
+def _plain(value: struct_pb2.Value) -> object:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return document_from_proto(value.struct_value)
+    if kind == "list_value":
+        return [_plain(item) for item in value.list_value.values]
+    if kind is None or kind == "null_value":
+        return None
+    return getattr(value, kind)
 
 
 # --- metadata values -------------------------------------------------------

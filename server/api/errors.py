@@ -61,7 +61,9 @@ def _bad_request(violations: Sequence[FieldViolation], budget: int) -> error_det
     used = 0
     for index, violation in enumerate(violations):
         entry = error_details_pb2.BadRequest.FieldViolation(
-            field=violation.field, description=violation.description, reason=violation.reason
+            field=_utf8(violation.field),
+            description=_utf8(violation.description),
+            reason=violation.reason,
         )
         size = entry.ByteSize() + 4
         if index == 0 and size > budget:  # one violation bigger than the budget: cut it
@@ -80,6 +82,15 @@ def _bad_request(violations: Sequence[FieldViolation], budget: int) -> error_det
         request.field_violations.append(entry)
         used += size
     return request
+
+
+def _utf8(text: str) -> str:
+    """`text` with any lone surrogate (JSON can carry them) replaced: gRPC sends UTF-8 only."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode(errors="replace").decode()
+    return text
 
 
 def _cut_to_bytes(text: str, limit: int) -> str:
@@ -142,7 +153,7 @@ def _precondition(impact: ImpactReport) -> error_details_pb2.PreconditionFailure
 
 def to_rpc_status(error: MetaregError, budget: int = DEFAULT_DETAIL_BYTES) -> status_pb2.Status:
     """The google.rpc.Status for a domain error, details cut to about `budget` bytes."""
-    message = _wire_message(error.message)
+    message = _wire_message(_utf8(error.message))
     status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=message)
     if error.violations:
         share = budget // 2 if isinstance(error, InvalidMetadata) else budget

@@ -81,6 +81,15 @@ def decode_page_token(token: str, kind: str) -> Any:
         ) from None
 
 
+def encodable(text: str) -> bool:
+    """False for text with lone surrogates, which JSON can carry but no database stores."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def resolve_version(ref: SchemaRef, version: int) -> int:
     """A requested version number: 0 means the latest; others must exist."""
     if version < 0:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +41,10 @@ from ..domain.query.checker import (
 )
 from ..domain.query.evaluate import matches, references_embeddings
 from ..domain.query.index import (
+    INDEX_PREFIX,
     Driver,
     IndexRange,
+    IndexTable,
     IndexValue,
     candidate_drivers,
     conjuncts,
@@ -53,7 +56,13 @@ from ..domain.query.index import (
 from ..domain.reports import filter_update_rejection, patch_rejection
 from ..domain.validator import CompiledValidator
 from ..storage import index, records
-from .common import decode_page_token, encode_page_token, page_size, retry_on_conflict
+from .common import (
+    decode_page_token,
+    encodable,
+    encode_page_token,
+    page_size,
+    retry_on_conflict,
+)
 from .metadata import MetadataService
 
 DRIVER_LIMIT = 5000
@@ -200,6 +209,7 @@ class QueryService:
         with self.db.session() as session:
             query, validator = self._open(session, schema, filter_text)
             ordering = compile_ordering(validator.state, order_by)
+            _check_position(cursor, ordering)
             order = _Order(ordering)
             found = self._page(query, ordering, order, cursor, size + 1)
             page = found[:size]
@@ -336,6 +346,26 @@ def _requires_key(checked: Checked | None, key: str) -> bool:
         if isinstance(part, Compare | Among | Present | Contains) and part.key == key:
             return True
     return False
+
+
+def _check_position(cursor: Position | None, ordering: CheckedOrdering | None) -> None:
+    """A decoded position must be one this query could have issued (tokens are user input)."""
+    if cursor is None:
+        return
+    phase, value, duid = cursor
+    if phase == 1:
+        fits = value is None
+    elif ordering is None:
+        fits = False
+    elif table_for(ordering.definition) is IndexTable.NUMBER:
+        fits = type(value) in (int, float) and math.isfinite(float(value))  # type: ignore[arg-type]
+    else:
+        fits = type(value) is str and len(value) <= INDEX_PREFIX and encodable(value)
+    if not (fits and encodable(duid)):
+        raise InvalidPageToken(
+            "page_token was not issued for this query; pass the next_page_token of the "
+            "previous response"
+        )
 
 
 def _decode_cursor(token: str, digest: str) -> Position | None:

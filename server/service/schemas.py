@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from ..domain.errors import (
     IncompatibleChange,
+    InvalidPageToken,
     SchemaNotFound,
     VersionConflict,
 )
@@ -27,6 +28,7 @@ from .cache import SchemaCache
 from .common import (
     Clock,
     decode_page_token,
+    encodable,
     encode_page_token,
     page_size,
     require_schema_name,
@@ -75,8 +77,10 @@ class SchemaService:
     def list_schemas(self, requested_size: int, token: str) -> Page[SchemaSummary]:
         size = page_size(requested_size)
         after = decode_page_token(token, "schemas") or ""
+        if type(after) is not str or not encodable(after):
+            raise InvalidPageToken("page_token was not issued for ListSchemas")
         with self.db.session() as session:
-            items = schemas.list_summaries(session, str(after), size + 1)
+            items = schemas.list_summaries(session, after, size + 1)
         more = len(items) > size
         items = items[:size]
         return Page(items, encode_page_token("schemas", items[-1].name) if more else "")
@@ -88,7 +92,9 @@ class SchemaService:
         with self.db.session() as session:
             ref = self._require_ref(session, name)
             before = decode_page_token(token, kind) or ref.latest_version + 1
-            items = schemas.list_versions(session, ref, int(before), size + 1)
+            if type(before) is not int or not 1 <= before <= ref.latest_version + 1:
+                raise InvalidPageToken(f'page_token was not issued for the versions of "{name}"')
+            items = schemas.list_versions(session, ref, before, size + 1)
         more = len(items) > size
         items = items[:size]
         return Page(items, encode_page_token(kind, items[-1].version) if more else "")
