@@ -26,7 +26,7 @@ from metareg.v1 import metadata_pb2 as mpb
 from ._errors import BundleError, CallError, ValueConversionError
 from ._results import FieldViolation, Outcome, UpdateResult, Violation
 from ._transport import IDEMPOTENT_WRITE_RETRY_CODES, Transport
-from ._values import encode_metadata
+from ._values import check_text, encode_metadata
 
 MAX_UPDATES_PER_REQUEST = 1000
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
@@ -198,6 +198,7 @@ class Bundle:
         mode_value = update_mode(mode)
         if type(data_unit_id) is not str:
             raise ValueConversionError(f"data_unit_id must be a string, not {data_unit_id!r}")
+        check_text(data_unit_id, "data_unit_id")
         request = self._request or self._start_request()
         update = request.updates.add(data_unit_id=data_unit_id, mode=mode_value)
         try:

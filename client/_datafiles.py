@@ -14,7 +14,9 @@ import csv
 import gzip
 import json
 import os
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -24,6 +26,7 @@ from ._errors import DataFileError
 DataFormat = Literal["jsonl", "csv"]
 _SUFFIXES: dict[str, DataFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 ID_COLUMN = "data_unit_id"
+MAX_CSV_FIELD = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +53,28 @@ def _open(path: Path) -> IO[str]:
     return path.open(encoding="utf-8-sig", newline="")
 
 
+@contextmanager
+def _reading(path: str | os.PathLike[str], line: Callable[[], int]) -> Iterator[None]:
+    """Turn what can go wrong while reading a file into one DataFileError naming it."""
+    try:
+        yield
+    except UnicodeDecodeError as error:
+        where = f"{path}, after line {line()}" if line() else str(path)
+        raise DataFileError(f"{where}: not UTF-8 text ({error.reason})") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise DataFileError(f"{path}: not a readable gzip file ({error})") from None
+    except csv.Error as error:
+        raise DataFileError(f"{path}, line {line() + 1}: {error}") from None
+    except OSError as error:
+        raise DataFileError(f"{path}: cannot read the file: {error.strerror or error}") from None
+
+
 def count_lines(path: str | os.PathLike[str]) -> int:
     """Lines in the file (for a progress total), read in blocks without decoding."""
     path = Path(path)
     opener: Any = gzip.open if path.suffix.lower() == ".gz" else open
     count, last = 0, b"\n"
-    with opener(path, "rb") as stream:
+    with _reading(path, lambda: 0), opener(path, "rb") as stream:
         while block := stream.read(1 << 20):
             count += block.count(b"\n")
             last = block[-1:]
@@ -69,6 +88,8 @@ def _jsonl_record(line_number: int, line: str) -> SourceRecord | None:
         item = json.loads(line)
     except json.JSONDecodeError as error:
         return SourceRecord(line_number, "", {}, f"not valid JSON: {error.msg}")
+    except RecursionError:
+        return SourceRecord(line_number, "", {}, "JSON nested too deeply")
     if not isinstance(item, dict):
         return SourceRecord(line_number, "", {}, "expected a JSON object")
     data_unit_id = item.get(ID_COLUMN)
@@ -81,7 +102,8 @@ def _jsonl_record(line_number: int, line: str) -> SourceRecord | None:
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[SourceRecord]:
-    with _open(Path(path)) as stream:
+    number = 0
+    with _reading(path, lambda: number), _open(Path(path)) as stream:
         for number, line in enumerate(stream, start=1):
             record = _jsonl_record(number, line)
             if record is not None:
@@ -102,7 +124,11 @@ def read_csv(
 ) -> Iterator[SourceRecord]:
     """Rows as records; `key_types` (key -> schema type) says which cells hold lists."""
     types = key_types or {}
-    with _open(Path(path)) as stream:
+    # A cell may hold a whole text value, and records may be 256 KiB: more than csv's
+    # default field limit (128 KiB). Larger records are the server's to reject.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CSV_FIELD))
+    reader: Any = None
+    with _reading(path, lambda: reader.line_num if reader else 0), _open(Path(path)) as stream:
         reader = csv.reader(stream)
         header = next(reader, None)
         if header is None:

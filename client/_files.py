@@ -28,6 +28,10 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
+        if not isinstance(key, str | int | float | bool | None):  # e.g. `? [a, b]`
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a key must be a name, not {key!r}", key_node.start_mark
+            )
         if key in seen:
             line = key_node.start_mark.line + 1
             raise yaml.constructor.ConstructorError(
@@ -62,8 +66,12 @@ def _parse(path: Path, text: str) -> object:
             ) from None
         except ValueError as error:
             raise SchemaFileError(f"{path}: {error}") from None
+        except RecursionError:
+            raise SchemaFileError(f"{path}: JSON nested too deeply") from None
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)
+    except RecursionError:
+        raise SchemaFileError(f"{path}: YAML nested too deeply") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -51,7 +51,11 @@ class RejectsFile:
             "outcome": outcome,
             "violations": entries,
         }
-        self._stream.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+        text = json.dumps(line, ensure_ascii=False, default=str)
+        try:
+            self._stream.write(text + "\n")
+        except UnicodeEncodeError:  # a lone surrogate read from JSON: keep it escaped
+            self._stream.write(json.dumps(line, default=str) + "\n")
         self.count += 1
         if len(self.examples) < SHOWN_REJECTS:
             first = entries[0]["description"] if entries else outcome

@@ -16,7 +16,7 @@ from metareg.v1 import metadata_pb2 as mpb
 from ._errors import ValueConversionError
 from ._results import RecordReport, ValidationReport, Violation
 from ._transport import READ_RETRY_CODES, Transport
-from ._values import encode_metadata
+from ._values import check_text, encode_metadata
 
 MAX_RECORDS_PER_REQUEST = 1000
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
@@ -64,6 +64,11 @@ class Validation:
         self._count += 1
         if type(data_unit_id) is not str:
             error = ValueConversionError(f"data_unit_id must be a string, not {data_unit_id!r}")
+            self._invalid.append(_conversion_report(index, repr(data_unit_id), error))
+            return
+        try:
+            check_text(data_unit_id, "data_unit_id")
+        except ValueConversionError as error:
             self._invalid.append(_conversion_report(index, repr(data_unit_id), error))
             return
         record = self._request.records.add(data_unit_id=data_unit_id)

@@ -83,7 +83,10 @@ def encode_value(value: object, target: mpb.Value) -> None:
     """Fill `target` from a plain Python value."""
     kind = type(value)
     if kind is str:
-        target.string_value = value
+        try:
+            target.string_value = value
+        except UnicodeEncodeError:
+            raise ValueConversionError(_not_utf8(str(value))) from None
     elif kind is bool:
         target.bool_value = value
     elif kind is float or kind is int:
@@ -133,6 +136,18 @@ def flatten(metadata: Mapping[str, object], prefix: str = "") -> dict[str, objec
     return flat
 
 
+def _not_utf8(text: str) -> str:
+    return f"{text[:40]!r} is not valid UTF-8 text (it holds a lone surrogate)"
+
+
+def check_text(text: str, what: str) -> None:
+    """ValueConversionError unless `text` can be sent (protobuf strings are UTF-8)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueConversionError(f"{what} {_not_utf8(text)}") from None
+
+
 def encode_metadata(
     metadata: Mapping[str, object],
     target: MutableMapping[str, mpb.Value],
@@ -149,6 +164,7 @@ def encode_metadata(
     for key, value in metadata.items():
         if type(key) is not str:
             raise ValueConversionError(f"key {key!r} is not a string")
+        check_text(key, "key")
         try:
             encode_value(value, target[key])
         except ValueConversionError as error:

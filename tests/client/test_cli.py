@@ -242,6 +242,52 @@ def test_rejected_input_exits_1(cams: RunningServer, tmp_path: Path) -> None:
         1, 'error: NOT_FOUND: schema "nope" does not exist\n')  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("latin1.jsonl", b'{"data_unit_id": "u1", "metadata": {"camera_id": "caf\xe9"}}\n',
+         "error: latin1.jsonl: not UTF-8 text"),
+        ("plain.jsonl.gz", b'{"data_unit_id": "u1", "metadata": {}}\n',
+         "error: plain.jsonl.gz: not a readable gzip file"),
+        ("cut.jsonl.gz", gzip.compress(b'{"data_unit_id": "u1"}\n' * 100)[:40],
+         "error: cut.jsonl.gz: not a readable gzip file"),
+    ],
+)  # fmt: skip
+def test_an_unreadable_data_file_is_an_error_not_a_traceback(
+    cams: RunningServer, tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    (tmp_path / name).write_bytes(content)
+    for command in ("apply", "validate"):
+        done = metareg(cams, "metadata", command, "cams", name, cwd=tmp_path)
+        assert (done.returncode, "Traceback" in done.stderr) == (1, False), done.stderr
+        assert done.stderr.startswith(message), done.stderr
+
+
+def test_odd_but_readable_lines_are_rejects(cams: RunningServer, tmp_path: Path) -> None:
+    """A 200,000-character CSV cell reaches the server; deep JSON and lone surrogates are
+    rejected line by line, and the rest applies."""
+    (tmp_path / "big.csv").write_text(f"data_unit_id,camera_id\nu1,{'x' * 200_000}\nu2,ok\n")
+    done = metareg(cams, "metadata", "apply", "cams", "big.csv", "--partial", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    rejects = [json.loads(line) for line in (tmp_path / "big.rejects.jsonl").open()]
+    assert [(r["line"], r["violations"][0]["rule"]) for r in rejects] == [(2, "max_length")]
+    jsonl(
+        tmp_path / "odd.jsonl",
+        '{"data_unit_id": "u3", "metadata": {"camera_id": ' + "[" * 50_000 + "]" * 50_000 + "}}",
+        '{"data_unit_id": "u\\ud800", "metadata": {"camera_id": "a"}}',
+        '{"data_unit_id": "u4", "metadata": {"camera_id": "\\udc00"}}',
+        record("u5", camera_id="fine"),
+    )
+    done = metareg(cams, "metadata", "apply", "cams", "odd.jsonl", "--partial", cwd=tmp_path)
+    assert (done.returncode, "Traceback" in done.stderr) == (1, False), done.stderr
+    rejects = [json.loads(line) for line in (tmp_path / "odd.rejects.jsonl").open()]
+    assert [r["line"] for r in rejects] == [1, 2, 3]
+    assert "nested too deeply" in rejects[0]["violations"][0]["description"]
+    assert rejects[1]["data_unit_id"] == "u\ud800"  # kept, escaped in the rejects file
+    assert "lone surrogate" in rejects[2]["violations"][0]["description"]
+    assert stored(cams, "u2", "u5") == {"u2": {"camera_id": "ok"}, "u5": {"camera_id": "fine"}}
+
+
 def test_an_unreachable_server_exits_3(tmp_path: Path) -> None:
     jsonl(tmp_path / "data.jsonl", record("u1", score=1))
     for args in [

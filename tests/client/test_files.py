@@ -57,6 +57,8 @@ def test_each_format_imports(client: Client, tmp_path: Path, suffix: str) -> Non
         ("s.yaml", "1: text\n", r"s\.yaml: entry 1: key names must be strings"),
         ("s.yaml", "ok:\n  type: enum\n  values: [yes, no]\n", r's\.yaml: entry "ok": enum .*True'),
         ("s.toml", "a = 1", r"s\.toml: unsupported file type '\.toml'"),
+        ("s.yaml", "? [a, b]\n: text\n", r"s\.yaml: invalid YAML .*a key must be a name"),
+        ("s.json", '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", r"s\.json: JSON nested too"),
     ],
 )
 def test_file_errors_name_the_file_and_entry(

@@ -149,6 +149,10 @@ def test_errors_name_the_key() -> None:
     with pytest.raises(ValueConversionError, match='key "clip": a list with booleans') as caught:
         encode_metadata({"ok": 1, "clip": [True]}, target.metadata)
     assert caught.value.key == "clip"
+    with pytest.raises(ValueConversionError, match=r'key "note": .*lone surrogate'):
+        encode_metadata({"note": "a\ud800"}, target.metadata)
+    with pytest.raises(ValueConversionError, match=r"key .*\\udc00.* lone surrogate"):
+        encode_metadata({"\udc00": 1}, target.metadata)
     with pytest.raises(ValueConversionError, match='key "keyframes": 18446744073709551616'):
         encode_metadata({"keyframes": [1, 2**64]}, target.metadata)
     with pytest.raises(ValueConversionError, match="mapping"):
