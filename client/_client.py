@@ -282,12 +282,16 @@ class Client:
         read 1000 per request). Embeddings come back as lists of floats."""
         found: dict[str, dict[str, object]] = {}
         for page in _pages(dict.fromkeys(data_unit_ids)):
-            request = mpb.GetMetadataRequest(schema=name, data_unit_ids=page)
-            response = self._transport.call(
-                self._transport.metadata_service.GetMetadata, request, retry_on=READ_RETRY_CODES
-            )
-            for record in response.records:
-                found[record.data_unit_id] = decode_metadata(record.metadata)
+            while page:  # the server leaves ids unread once a response reaches 32 MiB
+                request = mpb.GetMetadataRequest(schema=name, data_unit_ids=page)
+                response = self._transport.call(
+                    self._transport.metadata_service.GetMetadata,
+                    request,
+                    retry_on=READ_RETRY_CODES,
+                )
+                for record in response.records:
+                    found[record.data_unit_id] = decode_metadata(record.metadata)
+                page = list(response.unread_data_unit_ids)
         return found
 
     def delete_metadata(self, name: str, data_unit_ids: Iterable[str]) -> int:

@@ -283,3 +283,42 @@ def test_range_comparisons_on_one_key_combine(loaded: RunningServer) -> None:
         r.metadata["q"].number_value for r in first.records
     )
     assert min(r.metadata["q"].number_value for r in first.records) >= 20
+
+
+def test_big_records_are_read_in_responses_that_fit(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages and GetMetadata stop at a byte budget (here 1 MiB for 20 records of 100 KB)."""
+    from metareg.client import Client
+    from metareg.server.service import common
+
+    monkeypatch.setattr(common, "RESPONSE_BUDGET_BYTES", 1024 * 1024)
+    b.update_schema(server.registry, "big", 0, b.add_scalar("notes", "text"),
+                    b.add_scalar("n", "number"))  # fmt: skip
+    ids = [f"u{i:02d}" for i in range(20)]
+    server.metadata.ApplyBundle(mpb.ApplyBundleRequest(schema="big", updates=[
+        b.metadata_update(d, {"notes": d * 50_000, "n": float(i)}) for i, d in enumerate(ids)
+    ]))  # fmt: skip
+    pages: list[list[str]] = []
+    token = ""
+    while True:
+        page = server.metadata.QueryMetadata(mpb.QueryMetadataRequest(
+            schema="big", order_by="n desc", page_size=1000, page_token=token))  # fmt: skip
+        pages.append([r.data_unit_id for r in page.records])
+        token = page.next_page_token
+        if not token:
+            break
+    assert 1 < len(pages) < 20
+    assert all(len(p) <= 11 for p in pages)  # about 1 MiB each
+    assert [d for p in pages for d in p] == ids[::-1]
+
+    asked = ["nope", *ids, "u00"]
+    got = server.metadata.GetMetadata(mpb.GetMetadataRequest(schema="big", data_unit_ids=asked))
+    read = [r.data_unit_id for r in got.records]
+    assert list(got.missing_data_unit_ids) == ["nope"]
+    assert 0 < len(read) < 20
+    assert read + list(got.unread_data_unit_ids) == ids  # in request order, each id once
+    with Client(server.address) as client:
+        everything = client.get_metadata("big", asked)
+    assert sorted(everything) == ids
+    assert everything["u07"]["notes"] == "u07" * 50_000

@@ -75,9 +75,13 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
     def GetMetadata(
         self, request: pb.GetMetadataRequest, context: grpc.ServicerContext
     ) -> pb.GetMetadataResponse:
-        found, missing = self.service.get_metadata(request.schema, list(request.data_unit_ids))
+        found, missing, unread = self.service.get_metadata(
+            request.schema, list(request.data_unit_ids)
+        )
         return pb.GetMetadataResponse(
-            records=[convert.record_to_proto(r) for r in found], missing_data_unit_ids=missing
+            records=[convert.record_to_proto(r) for r in found],
+            missing_data_unit_ids=missing,
+            unread_data_unit_ids=unread,
         )
 
     def DeleteMetadata(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from ..domain.bundle import StoredRecord
 from ..domain.errors import (
     ConcurrentWrite,
     InvalidArgument,
@@ -18,6 +19,7 @@ from ..domain.errors import (
     SchemaVersionNotFound,
 )
 from ..domain.names import schema_name_problem
+from ..domain.validator import MAX_RECORD_BYTES, encode_record
 from ..storage.schemas import SchemaRef
 
 T = TypeVar("T")
@@ -79,6 +81,24 @@ def decode_page_token(token: str, kind: str) -> Any:
             f"page_token {token[:40]!r} was not issued for this listing; "
             "pass the next_page_token of the previous response"
         ) from None
+
+
+# Records per response are capped by size as well as by count: 1000 records of up to
+# 256 KiB would not fit in a 64 MiB message.
+RESPONSE_BUDGET_BYTES = 32 * 1024 * 1024
+
+
+def records_that_fit(records: Sequence[StoredRecord]) -> int:
+    """How many of `records`, in order, fit in a response (always at least one)."""
+    limit = RESPONSE_BUDGET_BYTES
+    if len(records) * (MAX_RECORD_BYTES + 1024) <= limit:  # fits whatever they hold
+        return len(records)
+    used = 0
+    for count, record in enumerate(records):
+        used += encode_record(record.values).size + len(record.data_unit_id) + 64
+        if used > limit and count:
+            return count
+    return len(records)
 
 
 def encodable(text: str) -> bool:

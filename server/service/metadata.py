@@ -31,6 +31,7 @@ from ..storage.schemas import Lock, SchemaRef
 from .cache import SchemaCache
 from .common import (
     Clock,
+    records_that_fit,
     require_at_most,
     require_schema_name,
     resolve_version,
@@ -216,16 +217,23 @@ class MetadataService:
 
     def get_metadata(
         self, schema: str, data_unit_ids: Sequence[str]
-    ) -> tuple[list[StoredRecord], list[str]]:
-        """Visible records in request order, and the ids that have none."""
+    ) -> tuple[list[StoredRecord], list[str], list[str]]:
+        """Visible records in request order, the ids that have none, and the ids left
+        unread because the response reached its size budget."""
         require_at_most(len(data_unit_ids), MAX_IDS_PER_REQUEST, "data_unit_ids")
         with self.db.session() as session:
             ref, validator = self._schema(session, schema)
             found = records.get_records(session, ref.id, possible_ids(data_unit_ids))
         for record in found:
             record.values = validator.visible(record.values)
+        requested = list(dict.fromkeys(data_unit_ids))
+        unread: list[str] = []
+        fit = records_that_fit(found)
+        if fit < len(found):
+            cut = requested.index(found[fit].data_unit_id)
+            found, requested, unread = found[:fit], requested[:cut], requested[cut:]
         present = {r.data_unit_id for r in found}
-        return found, [d for d in dict.fromkeys(data_unit_ids) if d not in present]
+        return found, [d for d in requested if d not in present], unread
 
     def delete_metadata(self, schema: str, data_unit_ids: Sequence[str]) -> tuple[int, list[str]]:
         require_at_most(len(data_unit_ids), MAX_IDS_PER_REQUEST, "data_unit_ids")

@@ -61,6 +61,7 @@ from .common import (
     encodable,
     encode_page_token,
     page_size,
+    records_that_fit,
     retry_on_conflict,
 )
 from .metadata import MetadataService
@@ -216,8 +217,13 @@ class QueryService:
             full = records.get_records(session, query.schema_id, [p[2] for p in page])
         for record in full:
             record.values = validator.visible(record.values)
+        more = len(found) > size
+        fit = records_that_fit(full)
+        if fit < len(full):  # the page ends early, at its size budget
+            page = page[: [p[2] for p in page].index(full[fit].data_unit_id)]
+            full, more = full[:fit], True
         next_token = ""
-        if len(found) > size:
+        if more:
             next_token = encode_page_token("query", {"q": digest, "p": list(page[-1])})
         return QueryPage(full, next_token, validator.version)
 

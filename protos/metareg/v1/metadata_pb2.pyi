@@ -231,12 +231,14 @@ class StoredRecord(_message.Message):
     def __init__(self, data_unit_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, Value]] = ..., schema_version: _Optional[int] = ..., revision: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetMetadataResponse(_message.Message):
-    __slots__ = ("records", "missing_data_unit_ids")
+    __slots__ = ("records", "missing_data_unit_ids", "unread_data_unit_ids")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     MISSING_DATA_UNIT_IDS_FIELD_NUMBER: _ClassVar[int]
+    UNREAD_DATA_UNIT_IDS_FIELD_NUMBER: _ClassVar[int]
     records: _containers.RepeatedCompositeFieldContainer[StoredRecord]
     missing_data_unit_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, records: _Optional[_Iterable[_Union[StoredRecord, _Mapping]]] = ..., missing_data_unit_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    unread_data_unit_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, records: _Optional[_Iterable[_Union[StoredRecord, _Mapping]]] = ..., missing_data_unit_ids: _Optional[_Iterable[str]] = ..., unread_data_unit_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeleteMetadataRequest(_message.Message):
     __slots__ = ("schema", "data_unit_ids")
