@@ -322,3 +322,36 @@ def test_big_records_are_read_in_responses_that_fit(
         everything = client.get_metadata("big", asked)
     assert sorted(everything) == ids
     assert everything["u07"]["notes"] == "u07" * 50_000
+
+
+@pytest.mark.parametrize("indexed", [False, True], ids=["scan", "index"])
+def test_strings_longer_than_the_index_prefix_sort_by_their_whole_value(
+    server: RunningServer, indexed: bool
+) -> None:
+    """Index entries keep 256 characters; values that differ only later still sort right,
+    page after page."""
+    b.update_schema(server.registry, "long", 0, spb.SchemaChange(
+        add_scalar=spb.AddScalar(key="t", type="text", indexed=indexed)))  # fmt: skip
+    stem = "a" * 256
+    values = {
+        "id1": stem + "b", "id2": stem + "a", "id3": stem, "id4": stem + "ab", "id5": "a",
+        "id6": "b", "id7": stem + "a", "id8": "a" * 255 + "b",
+    }  # fmt: skip
+    server.metadata.ApplyBundle(mpb.ApplyBundleRequest(schema="long", updates=[
+        b.metadata_update(d, {"t": v}) for d, v in values.items()
+    ] + [b.metadata_update("id9", {})]))  # fmt: skip
+    by_value = sorted(values, key=lambda d: (values[d], d))
+    for order_by, expected in (("t", [*by_value, "id9"]), ("t desc", [*by_value[::-1], "id9"])):
+        for page_size in (1, 3, 1000):
+            seen: list[str] = []
+            token = ""
+            while True:
+                request = mpb.QueryMetadataRequest(
+                    schema="long", order_by=order_by, page_size=page_size, page_token=token
+                )
+                page = server.metadata.QueryMetadata(request)
+                seen += [r.data_unit_id for r in page.records]
+                token = page.next_page_token
+                if not token:
+                    break
+            assert seen == expected, (order_by, page_size)

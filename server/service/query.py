@@ -54,7 +54,7 @@ from ..domain.query.index import (
     table_for,
 )
 from ..domain.reports import filter_update_rejection, patch_rejection
-from ..domain.validator import CompiledValidator
+from ..domain.validator import MAX_RECORD_BYTES, CompiledValidator
 from ..storage import index, records
 from .common import (
     decode_page_token,
@@ -72,7 +72,8 @@ CHUNK = 500
 MAX_UPDATE_BY_FILTER = 50_000
 
 # A record's place in the order: (phase, value, data_unit_id). Phase 0 holds
-# records with the order key (value = its index value), phase 1 those without.
+# records with the order key (value = the number as in the index, or the whole
+# string), phase 1 those without.
 Position = tuple[int, IndexValue | None, str]
 
 
@@ -101,7 +102,10 @@ class _Order:
         if self.key is None:
             return (1, None, duid)
         value = values.get(self.key)
-        return (1, None, duid) if value is None else (0, index_value(value), duid)
+        if value is None:
+            return (1, None, duid)
+        # The whole string: index entries keep only a prefix (see _walk).
+        return (0, value if type(value) is str else index_value(value), duid)
 
     def sort_key(self, position: Position) -> Any:
         phase, value, duid = position
@@ -232,7 +236,9 @@ class QueryService:
         best = query.best_driver(DRIVER_LIMIT)
         if best is None and ordering is not None and ordering.key in query.validator.indexed:
             bounds = key_range(query.checked, ordering.key, query.validator.indexed)
-            return self._walk(query, ordering, order, cursor, wanted, bounds)
+            walked = self._walk(query, ordering, order, cursor, wanted, bounds)
+            if walked is not None:
+                return walked
         if best is not None:
             rows: Iterator[tuple[str, dict[str, object]]] = query.candidates(best[0])
         else:
@@ -245,9 +251,16 @@ class QueryService:
 
     def _walk(self, query: _Query, ordering: CheckedOrdering, order: _Order,
               cursor: Position | None, wanted: int, bounds: IndexRange | None
-              ) -> list[Position]:  # fmt: skip
-        """Follow the order key's index within `bounds`, then the records lacking the key."""
+              ) -> list[Position] | None:  # fmt: skip
+        """Follow the order key's index within `bounds`, then the records lacking the key.
+
+        None when a string as long as the index prefix is met (at the cursor or in
+        the index): entries cut to the prefix cannot order such values, so the
+        caller sorts the matching records themselves.
+        """
         found: list[Position] = []
+        if cursor and type(cursor[1]) is str and len(cursor[1]) >= INDEX_PREFIX:
+            return None
         if cursor is None or cursor[0] == 0:
             after = (cursor[1], cursor[2]) if cursor and cursor[1] is not None else None
             kind = table_for(ordering.definition)
@@ -258,6 +271,8 @@ class QueryService:
                     query.session, query.schema_id, kind, ordering.key,
                     descending=ordering.descending, after=after, bounds=bounds, limit=size,
                 )  # fmt: skip
+                if any(type(v) is str and len(v) >= INDEX_PREFIX for v, _ in entries):
+                    return None
                 loaded = dict(query.keep_matching(query.load([d for _, d in entries])))
                 found += [(0, value, duid) for value, duid in entries if duid in loaded]
                 if len(entries) < size:
@@ -366,7 +381,7 @@ def _check_position(cursor: Position | None, ordering: CheckedOrdering | None) -
     elif table_for(ordering.definition) is IndexTable.NUMBER:
         fits = type(value) in (int, float) and math.isfinite(float(value))  # type: ignore[arg-type]
     else:
-        fits = type(value) is str and len(value) <= INDEX_PREFIX and encodable(value)
+        fits = type(value) is str and len(value) <= MAX_RECORD_BYTES and encodable(value)
     if not (fits and encodable(duid)):
         raise InvalidPageToken(
             "page_token was not issued for this query; pass the next_page_token of the "
