@@ -114,12 +114,11 @@ def test_concurrent_bundles_creating_the_same_records_all_apply_whole(
     }
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # COPY is PostgreSQL's
 def test_copying_a_record_another_transaction_created_is_a_concurrent_write(
-    database_url: str, backend: str
+    database_url: str,
 ) -> None:
     """PostgreSQL copies new records straight into the table; a taken key must retry."""
-    if backend != "postgresql":
-        pytest.skip("COPY is the PostgreSQL write path")
     db = Database(database_url)
     try:
         with db.session(write=True) as session:
