@@ -8,6 +8,9 @@ server rejects), 3 server unreachable.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
 
 import click
 
@@ -47,15 +50,39 @@ def serve(
     from metareg.server.app import serve as run_server
     from metareg.server.domain.errors import DatabaseNotAtHead
 
-    config = Config.from_env(host=host, port=port, database_url=database_url, log_level=log_level)
+    with _operator_errors():
+        config = Config.from_env(
+            host=host, port=port, database_url=database_url, log_level=log_level
+        )
+        try:
+            run_server(config)
+        except DatabaseNotAtHead as error:
+            _fail(error.message)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@contextmanager
+def _operator_errors() -> Iterator[None]:
+    """Settings, URLs and databases an operator got wrong: one line each, no traceback."""
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
     try:
-        run_server(config)
-    except DatabaseNotAtHead as error:
-        click.echo(f"error: {error.message}", err=True)
-        sys.exit(1)
+        yield
+    except ValueError as error:  # a setting out of range, or not a number
+        _fail(str(error))
+    except (ArgumentError, NoSuchModuleError) as error:
+        _fail(f"bad database URL: {error}")
+    except DBAPIError as error:
+        _fail(f"cannot use the database: {str(error.orig).strip() or type(error.orig).__name__}")
+    except CommandError as error:
+        _fail(f"migration: {error}")
     except OSError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+        _fail(str(error))
 
 
 @main.group()
@@ -73,14 +100,20 @@ def upgrade(database_url: str | None) -> None:
     """Apply all pending migrations."""
     from metareg.server.app import Config
     from metareg.server.storage.database import Database
-    from metareg.server.storage.migrate import current_revision, head_revision
+    from metareg.server.storage.migrate import current_revision, head_revision, is_unknown
     from metareg.server.storage.migrate import upgrade as run_upgrade
 
-    config = Config.from_env(database_url=database_url)
-    database = Database(config.database_url)
-    try:
-        before = current_revision(database)
-        run_upgrade(database)
-        click.echo(f"database at revision {head_revision(database)} (was {before or 'empty'})")
-    finally:
-        database.dispose()
+    with _operator_errors():
+        config = Config.from_env(database_url=database_url)
+        database = Database(config.database_url)
+        try:
+            before = current_revision(database)
+            if is_unknown(database, before):
+                _fail(
+                    f"the database is at revision {before}, newer than this metareg knows "
+                    f"(its newest is {head_revision(database)}): use a newer metareg"
+                )
+            run_upgrade(database)
+            click.echo(f"database at revision {head_revision(database)} (was {before or 'empty'})")
+        finally:
+            database.dispose()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
@@ -75,6 +76,55 @@ def test_serve_refuses_a_busy_port(tmp_path: Path, server: RunningServer) -> Non
     )  # fmt: skip
     assert result.returncode == 1
     assert "cannot listen" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "message"),
+    [
+        (["serve"], {"METAREG_IDEMPOTENCY_TTL_HOURS": "1"},
+         "error: METAREG_IDEMPOTENCY_TTL_HOURS=1.0 is out of range: use 24..87600 hours"),
+        (["serve"], {"METAREG_IDEMPOTENCY_TTL_HOURS": "nan"},
+         "error: METAREG_IDEMPOTENCY_TTL_HOURS=nan is out of range"),
+        (["serve"], {"METAREG_MAX_WORKERS": "0"}, "error: METAREG_MAX_WORKERS=0 is out of range"),
+        (["serve", "--log-level", "loud"], {}, "error: METAREG_LOG_LEVEL='loud' is out of range"),
+        (["serve", "--database-url", "nosuch://x"], {}, "error: bad database URL"),
+        (["serve", "--database-url", "sqlite:////nonexistent-dir/x.db"], {},
+         "error: cannot use the database: unable to open database file"),
+        (["db", "upgrade", "--database-url", "nosuch://x"], {}, "error: bad database URL"),
+    ],
+)  # fmt: skip
+def test_operator_mistakes_are_one_line_errors(
+    tmp_path: Path, command: list[str], env: dict[str, str], message: str
+) -> None:
+    result = subprocess.run(
+        [METAREG, *command, "--port", str(free_port())] if command[0] == "serve" else
+        [METAREG, *command],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**os.environ, "METAREG_DATABASE_URL": "", **env},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+
+
+def test_a_database_migrated_by_a_newer_version_is_named_as_such(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    upgrade = [METAREG, "db", "upgrade", "--database-url", url]
+    assert subprocess.run(upgrade, capture_output=True, timeout=60).returncode == 0
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+    engine.dispose()
+    again = subprocess.run(upgrade, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1
+    assert "Traceback" not in again.stderr
+    assert "newer than this metareg knows" in again.stderr
+    serve = subprocess.run(
+        [METAREG, "serve", "--port", str(free_port()), "--database-url", url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert serve.returncode == 1
+    assert "migrated by a newer metareg" in serve.stderr
 
 
 def test_reflection_lists_the_services(server: RunningServer) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///metareg.db"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,24 @@ class Config:
     idempotency_ttl_hours: float = 24.0
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        """Refuse settings the server cannot honour (the error names the variable)."""
+        problems = [
+            (0 <= self.port <= 65535, "PORT", "a port number 0..65535"),
+            (1 <= self.max_workers <= 1024, "MAX_WORKERS", "1..1024 threads"),
+            (self.max_message_bytes >= 1024 * 1024, "MAX_MESSAGE_BYTES", "at least 1 MiB"),
+            # The API promises keys for at least 24 hours; 10 years is plenty.
+            (24 <= self.idempotency_ttl_hours <= 87_600, "IDEMPOTENCY_TTL_HOURS",
+             "24..87600 hours"),
+            (0 <= self.shutdown_grace_seconds <= 3600, "SHUTDOWN_GRACE_SECONDS",
+             "0..3600 seconds"),
+            (self.log_level.upper() in _LOG_LEVELS, "LOG_LEVEL", ", ".join(_LOG_LEVELS)),
+        ]  # fmt: skip
+        for ok, name, allowed in problems:
+            if not ok:  # NaN fails every comparison, so it lands here too
+                value = getattr(self, name.lower())
+                raise ValueError(f"METAREG_{name}={value!r} is out of range: use {allowed}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

@@ -159,10 +159,15 @@ class IdempotencyKeyReused(FailedPrecondition):
 
 
 class DatabaseNotAtHead(FailedPrecondition):
-    def __init__(self, current: str | None, head: str) -> None:
+    def __init__(self, current: str | None, head: str, *, newer: bool = False) -> None:
+        advice = (
+            "it was migrated by a newer metareg: run that version (or a newer one)"
+            if newer
+            else "run `metareg db upgrade` first"
+        )
         super().__init__(
-            f"database schema is at revision {current or 'none'}, but this server needs {head}; "
-            "run `metareg db upgrade` first"
+            f"database schema is at revision {current or 'none'}, but this server needs "
+            f"{head}; {advice}"
         )
 
 

@@ -67,7 +67,11 @@ class WalCheckpointer(threading.Thread):
         self._stopped = threading.Event()
 
     def run(self) -> None:
-        connection = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+        try:
+            connection = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+        except sqlite3.Error as error:  # the server reports the database itself
+            log.debug("background checkpoints off: %s", error)
+            return
         try:
             while not self._stopped.wait(self.interval):
                 try:

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import inspect
 
 from ..domain.errors import DatabaseNotAtHead
@@ -57,4 +58,15 @@ def ensure_at_head(db: Database, *, migrate_fresh_sqlite: bool = True) -> None:
     if migrate_fresh_sqlite and db.dialect == "sqlite" and current is None and is_empty(db):
         upgrade(db)
         return
-    raise DatabaseNotAtHead(current, head)
+    raise DatabaseNotAtHead(current, head, newer=is_unknown(db, current))
+
+
+def is_unknown(db: Database, revision: str | None) -> bool:
+    """Whether `revision` is one this version's migrations do not have (a newer one)."""
+    if revision is None:
+        return False
+    try:
+        ScriptDirectory.from_config(alembic_config(db)).get_revision(revision)
+    except CommandError:
+        return True
+    return False
