@@ -95,6 +95,10 @@ def calls(server: RunningServer) -> dict[str, Callable[[], Any]]:
             name="s", page_token=token("versions:s", 10**30))),
         "schemas token surrogate": lambda: reg.ListSchemas(rpb.ListSchemasRequest(
             page_token=token("schemas", "\ud800"))),
+        "token number past doubles": lambda: md.QueryMetadata(mpb.QueryMetadataRequest(
+            schema="s", order_by="n", page_token=query_token("n", [0, 10**400, "u"]))),
+        "schemas token nul": lambda: reg.ListSchemas(rpb.ListSchemasRequest(
+            page_token=token("schemas", "a\x00"))),
         "NaN in an imported document": lambda: reg.ImportSchema(rpb.ImportSchemaRequest(
             name="s", expected_version=2, document=nan_document())),
     }  # fmt: skip
@@ -108,7 +112,7 @@ CASES = [
     "lone surrogate escape", "lone surrogate key", "token position of another type",
     "token position without order", "token surrogate id", "token huge number",
     "versions token text", "versions token huge", "schemas token surrogate",
-    "NaN in an imported document",
+    "NaN in an imported document", "token number past doubles", "schemas token nul",
 ]  # fmt: skip
 
 

@@ -379,7 +379,7 @@ def _check_position(cursor: Position | None, ordering: CheckedOrdering | None) -
     elif ordering is None:
         fits = False
     elif table_for(ordering.definition) is IndexTable.NUMBER:
-        fits = type(value) in (int, float) and math.isfinite(float(value))  # type: ignore[arg-type]
+        fits = type(value) in (int, float) and _finite(value)
     else:
         fits = type(value) is str and len(value) <= MAX_RECORD_BYTES and encodable(value)
     if not (fits and encodable(duid)):
@@ -387,6 +387,13 @@ def _check_position(cursor: Position | None, ordering: CheckedOrdering | None) -
             "page_token was not issued for this query; pass the next_page_token of the "
             "previous response"
         )
+
+
+def _finite(number: Any) -> bool:
+    try:
+        return math.isfinite(float(number))
+    except OverflowError:  # an int past the doubles
+        return False
 
 
 def _decode_cursor(token: str, digest: str) -> Position | None:

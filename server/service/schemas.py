@@ -77,7 +77,7 @@ class SchemaService:
     def list_schemas(self, requested_size: int, token: str) -> Page[SchemaSummary]:
         size = page_size(requested_size)
         after = decode_page_token(token, "schemas") or ""
-        if type(after) is not str or not encodable(after):
+        if type(after) is not str or not encodable(after) or "\x00" in after:
             raise InvalidPageToken("page_token was not issued for ListSchemas")
         with self.db.session() as session:
             items = schemas.list_summaries(session, after, size + 1)
