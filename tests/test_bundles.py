@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -281,3 +283,35 @@ def test_a_failure_inside_the_write_path_leaves_the_database_unchanged(
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert len(failed) == 1
     assert table_dump(cams.database_url) == before
+
+
+def test_a_bundle_whose_caller_is_gone_before_the_commit_writes_nothing(
+    cams: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its deadline the client sees DEADLINE_EXCEEDED; the server must not commit
+    later behind its back (a retry without an idempotency key would apply twice)."""
+    from metareg.server.storage import records as records_module
+
+    real = records_module.write_records
+    finished = threading.Event()
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.0)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(records_module, "write_records", slow)
+    before = table_dump(cams.database_url)
+    with pytest.raises(grpc.RpcError) as caught:
+        cams.metadata.ApplyBundle(
+            mpb.ApplyBundleRequest(schema="cams", updates=[b.metadata_update("late", {"a": "x"})]),
+            timeout=0.3,
+        )
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert finished.wait(10)
+    time.sleep(0.5)  # the handler's commit (or rollback) right after the write
+    assert table_dump(cams.database_url) == before
+    monkeypatch.undo()
+    assert apply(cams, b.metadata_update("late", {"a": "x"})).applied_count == 1

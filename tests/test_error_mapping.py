@@ -31,7 +31,7 @@ def test_every_domain_error_has_a_status_code(cls: type[MetaregError]) -> None:
     assert grpc.StatusCode[code.name] is not grpc.StatusCode.OK
     assert code.name in {
         "INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION", "ABORTED",
-        "RESOURCE_EXHAUSTED", "UNAVAILABLE",
+        "RESOURCE_EXHAUSTED", "UNAVAILABLE", "CANCELLED",
     }  # fmt: skip
 
 

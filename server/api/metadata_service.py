@@ -60,6 +60,7 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
                 idempotency_key=request.idempotency_key,
                 request_hash=convert.request_digest(request) if request.idempotency_key else "",
                 coerce_strings=request.coerce_strings,
+                still_wanted=context.is_active,
             )
         )
         response = pb.ApplyBundleResponse(

@@ -21,8 +21,9 @@
     │   └── ConcurrentWrite
     ├── ResourceExhausted          RESOURCE_EXHAUSTED
     │   └── TooManyMatches
-    └── Unavailable                UNAVAILABLE
-        └── StorageUnavailable
+    ├── Unavailable                UNAVAILABLE
+    │   └── StorageUnavailable
+    └── CallAbandoned              CANCELLED (the caller left before the commit)
 
 The api layer turns these into gRPC statuses; nothing here imports grpc.
 """
@@ -45,6 +46,7 @@ class ErrorCode(enum.Enum):
     ABORTED = "ABORTED"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
+    CANCELLED = "CANCELLED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,3 +208,10 @@ class Unavailable(MetaregError):
 
 class StorageUnavailable(Unavailable):
     """The database could not be reached or refused the connection."""
+
+
+class CallAbandoned(MetaregError):
+    """The call was cancelled, ran out of time or was cut off by shutdown before its
+    transaction committed: it was rolled back, so its status never hides a write."""
+
+    code = ErrorCode.CANCELLED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -21,7 +21,12 @@ from ..domain.bundle import (
     plan_bundle,
     without_nulls,
 )
-from ..domain.errors import IdempotencyKeyReused, InvalidArgument, SchemaNotFound
+from ..domain.errors import (
+    CallAbandoned,
+    IdempotencyKeyReused,
+    InvalidArgument,
+    SchemaNotFound,
+)
 from ..domain.names import data_unit_id_problem, shorten
 from ..domain.reports import bundle_rejection
 from ..domain.validator import CompiledValidator, Problem, encode_record, record_size_problem
@@ -53,6 +58,9 @@ class BundleRequest:
     # Digest of the request's content (without the key), computed by the caller.
     request_hash: str = ""
     coerce_strings: bool = False
+    # Asked just before the commit: False when the caller is gone (cancelled, past its
+    # deadline, or cut off by shutdown), and the bundle is then rolled back.
+    still_wanted: Callable[[], bool] = lambda: True
 
 
 @dataclass(frozen=True)
@@ -212,6 +220,11 @@ class MetadataService:
                     outcome.to_json(),
                     now=now,
                     not_before=not_before,
+                )
+            if not request.still_wanted():  # raising here rolls the transaction back
+                raise CallAbandoned(
+                    "the call was cancelled or ran out of time before the bundle committed; "
+                    "nothing was written"
                 )
             return outcome
 
