@@ -58,7 +58,15 @@ from .machine import BusyProcess, busy_processes
 from .pg import PostgresUnavailable, postgres_cluster
 from .profiling import ProfileSummary
 from .rawsqlite import measure_raw_ceiling, prepare_bundles
-from .report import Row, Target, environment, render_profile, render_table, write_results
+from .report import (
+    Row,
+    Target,
+    arguments,
+    environment,
+    render_profile,
+    render_table,
+    write_results,
+)
 from .server import REPO_ROOT
 from .stats import Timing
 from .validation import FASTJSONSCHEMA_NOTE, ValidationResults, measure_validation
@@ -332,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(render_profile(profile))
     payload: dict[str, object] = {
         "benchmark": "metadata",
-        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "arguments": arguments(args),
         "environment": environment(),
         "other_busy_processes": {
             "before": [vars(p) for p in busy_before],

@@ -88,7 +88,15 @@ from .query_answers import (
     check_records,
 )
 from .query_timing import MIN_RUNS, Latencies, RunPlan, T, finite, time_runs
-from .report import Row, Target, environment, render_profile, render_table, write_results
+from .report import (
+    Row,
+    Target,
+    arguments,
+    environment,
+    render_profile,
+    render_table,
+    write_results,
+)
 from .server import REPO_ROOT, ServerProcess, running_server
 from .stats import percentile
 
@@ -624,7 +632,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(render_profile(profile))
     payload: dict[str, object] = {
         "benchmark": "query",
-        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "arguments": arguments(args),
         "environment": env,
         "other_busy_processes": {moment: [vars(p) for p in found] for moment, found in busy},
         "elapsed_seconds": time.perf_counter() - started,

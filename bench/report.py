@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -143,6 +144,11 @@ def environment() -> dict[str, object]:
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(_git("status", "--porcelain", "--", "server", "client", "protos")),
     }
+
+
+def arguments(args: argparse.Namespace) -> dict[str, object]:
+    """A run's command-line arguments as JSON values (paths as text)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
 
 
 def write_results(directory: Path, payload: dict[str, object], name: str = "metadata") -> Path:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from ._cli_metadata import metadata
 from ._cli_schema import schema
+
+if TYPE_CHECKING:
+    from metareg.server.app import Config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,18 +49,25 @@ def serve(
     host: str | None, port: int | None, database_url: str | None, log_level: str | None
 ) -> None:
     """Run the gRPC server until SIGTERM or Ctrl-C."""
-    from metareg.server.app import Config
     from metareg.server.app import serve as run_server
     from metareg.server.domain.errors import DatabaseNotAtHead
 
+    config = _config(host=host, port=port, database_url=database_url, log_level=log_level)
     with _operator_errors():
-        config = Config.from_env(
-            host=host, port=port, database_url=database_url, log_level=log_level
-        )
         try:
             run_server(config)
         except DatabaseNotAtHead as error:
             _fail(error.message)
+
+
+def _config(**overrides: str | int | None) -> Config:
+    """The server's settings; one that is out of range or not a number is a one-line error."""
+    from metareg.server.app import Config
+
+    try:
+        return Config.from_env(**overrides)
+    except ValueError as error:
+        _fail(str(error))
 
 
 def _fail(message: str) -> NoReturn:
@@ -73,8 +83,6 @@ def _operator_errors() -> Iterator[None]:
 
     try:
         yield
-    except ValueError as error:  # a setting out of range, or not a number
-        _fail(str(error))
     except (ArgumentError, NoSuchModuleError) as error:
         _fail(f"bad database URL: {error}")
     except DBAPIError as error:
@@ -98,13 +106,12 @@ def db() -> None:
 )
 def upgrade(database_url: str | None) -> None:
     """Apply all pending migrations."""
-    from metareg.server.app import Config
     from metareg.server.storage.database import Database
     from metareg.server.storage.migrate import current_revision, head_revision, is_unknown
     from metareg.server.storage.migrate import upgrade as run_upgrade
 
+    config = _config(database_url=database_url)
     with _operator_errors():
-        config = Config.from_env(database_url=database_url)
         database = Database(config.database_url)
         try:
             before = current_revision(database)

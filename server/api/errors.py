@@ -30,6 +30,7 @@ from ..domain.errors import (
     MetaregError,
 )
 from ..domain.impact import ImpactReport
+from ..domain.names import is_utf8
 from .convert import impact_to_proto, result_to_proto
 
 DEFAULT_DETAIL_BYTES = 3300
@@ -85,12 +86,8 @@ def _bad_request(violations: Sequence[FieldViolation], budget: int) -> error_det
 
 
 def _utf8(text: str) -> str:
-    """`text` with any lone surrogate (JSON can carry them) replaced: gRPC sends UTF-8 only."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return text.encode(errors="replace").decode()
-    return text
+    """`text` with any lone surrogate replaced: gRPC sends UTF-8 only."""
+    return text if is_utf8(text) else text.encode(errors="replace").decode()
 
 
 def _cut_to_bytes(text: str, limit: int) -> str:

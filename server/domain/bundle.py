@@ -172,7 +172,8 @@ def plan_bundle(
             # The size too, of the record with the update's valid values: if even
             # that is over the limit, fixing the other problems will not be enough.
             size = record_size_problem(encode_record(_next(current, patch, update, hidden)).size)
-            problems += [size] if size else []
+            if size:
+                problems.append(size)
             results.append(UpdateResult(index, duid, Outcome.REJECTED, problems=tuple(problems)))
             continue
         values = _next(current, patch, update, hidden)

@@ -30,6 +30,16 @@ def shorten(value: object, limit: int = 60) -> str:
     return text[: limit - 1] + "…"
 
 
+def is_utf8(text: str) -> bool:
+    """False for text with lone surrogates: JSON can carry them, but gRPC and the
+    databases take UTF-8 only."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def schema_name_problem(name: str) -> str | None:
     """Why `name` is not a valid schema name, or None when it is."""
     if _SCHEMA_NAME.fullmatch(name):

@@ -101,15 +101,6 @@ def records_that_fit(records: Sequence[StoredRecord]) -> int:
     return len(records)
 
 
-def encodable(text: str) -> bool:
-    """False for text with lone surrogates, which JSON can carry but no database stores."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def resolve_version(ref: SchemaRef, version: int) -> int:
     """A requested version number: 0 means the latest; others must exist."""
     if version < 0:

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from ..domain.bundle import MetadataUpdate, Outcome, StoredRecord, check_update
 from ..domain.bundle import plan_bundle as plan_updates
 from ..domain.errors import InvalidArgument, InvalidPageToken, TooManyMatches
-from ..domain.names import data_unit_id_problem
+from ..domain.names import data_unit_id_problem, is_utf8
 from ..domain.query.checker import (
     Among,
     Checked,
@@ -58,7 +58,6 @@ from ..domain.validator import MAX_RECORD_BYTES, CompiledValidator
 from ..storage import index, records
 from .common import (
     decode_page_token,
-    encodable,
     encode_page_token,
     page_size,
     records_that_fit,
@@ -381,8 +380,8 @@ def _check_position(cursor: Position | None, ordering: CheckedOrdering | None) -
     elif table_for(ordering.definition) is IndexTable.NUMBER:
         fits = type(value) in (int, float) and _finite(value)
     else:
-        fits = type(value) is str and len(value) <= MAX_RECORD_BYTES and encodable(value)
-    if not (fits and encodable(duid)):
+        fits = type(value) is str and len(value) <= MAX_RECORD_BYTES and is_utf8(value)
+    if not (fits and is_utf8(duid)):
         raise InvalidPageToken(
             "page_token was not issued for this query; pass the next_page_token of the "
             "previous response"

@@ -19,6 +19,7 @@ from ..domain.evolution import Evolution, SchemaChange, apply_changes
 from ..domain.impact import ImpactReport, plan_data_effects
 from ..domain.importing import plan_import
 from ..domain.json_schema import export_json_schema
+from ..domain.names import schema_name_problem
 from ..domain.schema import SchemaState, SchemaSummary, SchemaVersion
 from ..storage import schemas
 from ..storage.database import Database
@@ -28,7 +29,6 @@ from .cache import SchemaCache
 from .common import (
     Clock,
     decode_page_token,
-    encodable,
     encode_page_token,
     page_size,
     require_schema_name,
@@ -77,7 +77,7 @@ class SchemaService:
     def list_schemas(self, requested_size: int, token: str) -> Page[SchemaSummary]:
         size = page_size(requested_size)
         after = decode_page_token(token, "schemas") or ""
-        if type(after) is not str or not encodable(after) or "\x00" in after:
+        if type(after) is not str or (after and schema_name_problem(after)):
             raise InvalidPageToken("page_token was not issued for ListSchemas")
         with self.db.session() as session:
             items = schemas.list_summaries(session, after, size + 1)
