@@ -114,16 +114,18 @@ class Violation(_message.Message):
     def __init__(self, field: _Optional[str] = ..., index: _Optional[int] = ..., data_unit_id: _Optional[str] = ..., key: _Optional[str] = ..., rule: _Optional[str] = ..., value: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class ValidateMetadataRequest(_message.Message):
-    __slots__ = ("schema", "records", "schema_version", "coerce_strings")
+    __slots__ = ("schema", "records", "schema_version", "coerce_strings", "records_json")
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     COERCE_STRINGS_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_JSON_FIELD_NUMBER: _ClassVar[int]
     schema: str
     records: _containers.RepeatedCompositeFieldContainer[MetadataRecord]
     schema_version: int
     coerce_strings: bool
-    def __init__(self, schema: _Optional[str] = ..., records: _Optional[_Iterable[_Union[MetadataRecord, _Mapping]]] = ..., schema_version: _Optional[int] = ..., coerce_strings: _Optional[bool] = ...) -> None: ...
+    records_json: bytes
+    def __init__(self, schema: _Optional[str] = ..., records: _Optional[_Iterable[_Union[MetadataRecord, _Mapping]]] = ..., schema_version: _Optional[int] = ..., coerce_strings: _Optional[bool] = ..., records_json: _Optional[bytes] = ...) -> None: ...
 
 class RecordReport(_message.Message):
     __slots__ = ("index", "data_unit_id", "violations")
@@ -150,18 +152,20 @@ class ValidateMetadataResponse(_message.Message):
     def __init__(self, schema_version: _Optional[int] = ..., ok: _Optional[bool] = ..., invalid_records: _Optional[_Iterable[_Union[RecordReport, _Mapping]]] = ..., valid_count: _Optional[int] = ..., invalid_count: _Optional[int] = ...) -> None: ...
 
 class ApplyBundleRequest(_message.Message):
-    __slots__ = ("schema", "updates", "partial", "idempotency_key", "coerce_strings")
+    __slots__ = ("schema", "updates", "partial", "idempotency_key", "coerce_strings", "updates_json")
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
     UPDATES_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     COERCE_STRINGS_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_JSON_FIELD_NUMBER: _ClassVar[int]
     schema: str
     updates: _containers.RepeatedCompositeFieldContainer[MetadataUpdate]
     partial: bool
     idempotency_key: str
     coerce_strings: bool
-    def __init__(self, schema: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[MetadataUpdate, _Mapping]]] = ..., partial: _Optional[bool] = ..., idempotency_key: _Optional[str] = ..., coerce_strings: _Optional[bool] = ...) -> None: ...
+    updates_json: bytes
+    def __init__(self, schema: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[MetadataUpdate, _Mapping]]] = ..., partial: _Optional[bool] = ..., idempotency_key: _Optional[str] = ..., coerce_strings: _Optional[bool] = ..., updates_json: _Optional[bytes] = ...) -> None: ...
 
 class UpdateResult(_message.Message):
     __slots__ = ("index", "data_unit_id", "outcome", "revision", "violations")
