@@ -24,10 +24,11 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
     def ValidateMetadata(
         self, request: pb.ValidateMetadataRequest, context: grpc.ServicerContext
     ) -> pb.ValidateMetadataResponse:
-        readers = self._readers(request.schema)
+        readers = self._readers(request.schema) if request.records else {}
         report = self.service.validate(
             request.schema,
             [convert.update_from_proto(r, readers) for r in request.records],
+            records_json=request.records_json,
             version=request.schema_version,
             coerce_strings=request.coerce_strings,
         )
@@ -51,11 +52,12 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
     def ApplyBundle(
         self, request: pb.ApplyBundleRequest, context: grpc.ServicerContext
     ) -> pb.ApplyBundleResponse:
-        readers = self._readers(request.schema)
+        readers = self._readers(request.schema) if request.updates else {}
         outcome = self.service.apply_bundle(
             BundleRequest(
                 schema=request.schema,
                 updates=[convert.update_from_proto(u, readers) for u in request.updates],
+                updates_json=request.updates_json,
                 partial=request.partial,
                 idempotency_key=request.idempotency_key,
                 request_hash=convert.request_digest(request) if request.idempotency_key else "",

@@ -67,6 +67,9 @@ class MetadataUpdate:
     mode: UpdateMode = UpdateMode.MERGE
     # Problems found while decoding the wire form (e.g. a value with no kind).
     decode_problems: tuple[Problem, ...] = ()
+    # Checked already against the bundle's schema version (see `checked`): `values`
+    # are normalised and `decode_problems` holds every problem of the update.
+    checked: bool = False
 
 
 @dataclass(slots=True)
@@ -135,6 +138,8 @@ def check_update(
     validator: CompiledValidator, update: MetadataUpdate, *, coerce_strings: bool
 ) -> tuple[dict[str, object], list[Problem]]:
     """The normalised patch and every problem of one update or record."""
+    if update.checked:
+        return update.values, list(update.decode_problems)
     patch, problems = validator.check(update.values, coerce_strings=coerce_strings)
     id_problem = data_unit_id_problem(update.data_unit_id)
     if id_problem or update.decode_problems:
@@ -145,6 +150,16 @@ def check_update(
             *problems,
         ]
     return patch, problems
+
+
+def checked(
+    validator: CompiledValidator, update: MetadataUpdate, *, coerce_strings: bool
+) -> MetadataUpdate:
+    """`update` checked against `validator`: normalised values and every problem."""
+    if update.checked:
+        return update
+    patch, problems = check_update(validator, update, coerce_strings=coerce_strings)
+    return MetadataUpdate(update.data_unit_id, patch, update.mode, tuple(problems), True)
 
 
 def plan_bundle(

@@ -6,6 +6,7 @@
     │   ├── InvalidSchemaChange    (violations: changes[i])
     │   ├── InvalidSchemaDocument  (violations: document["key"])
     │   ├── InvalidMetadata        (violations: records[i] / updates[i]; detail)
+    │   ├── MalformedRecords       (violations: updates_json[i] / records_json[i])
     │   ├── RequestTooLarge
     │   ├── InvalidPageToken
     │   └── InvalidQuery           (column of the offending token)
@@ -99,6 +100,10 @@ class InvalidMetadata(InvalidArgument):
     ) -> None:
         super().__init__(message, violations)
         self.detail = detail
+
+
+class MalformedRecords(InvalidArgument):
+    """A JSON record form that does not parse or does not have the record shape."""
 
 
 class RequestTooLarge(InvalidArgument):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from array import array
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -126,11 +127,37 @@ def format_datetime(moment: datetime) -> str:
     return text[:-6] + "Z"  # "+00:00" -> "Z"
 
 
+# The common shapes whose stored form is the text itself, rearranged: UTC (Z) or naive
+# (which means UTC), with at most microseconds kept. Offsets need arithmetic.
+_UTC_DATETIME = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]+))?[Zz]?"
+)
+
+
+def _utc_datetime_text(text: str) -> str | None:
+    """The stored form of a UTC or naive date-time by slicing, None for other shapes.
+
+    Four times cheaper than parsing and formatting; the general path gives the same
+    text for these shapes, and says why the others are invalid
+    (tests/domain/test_datetimes.py checks both).
+    """
+    match = _UTC_DATETIME.fullmatch(text)
+    if match is None:
+        return None
+    day, clock, fraction = match.groups()
+    stamp = day + "T" + clock
+    try:
+        datetime.fromisoformat(stamp)  # calendar and clock ranges
+    except ValueError:
+        return None  # the general path says why
+    return stamp + "." + (fraction[:6].ljust(6, "0") if fraction else "000000") + "Z"
+
+
 def check_datetime(value: object) -> object:
     if type(value) is not str:
         raise _wrong_kind("an ISO 8601 date-time string", value)
     try:
-        return format_datetime(parse_datetime(value))
+        return _utc_datetime_text(value) or format_datetime(parse_datetime(value))
     except (ValueError, OverflowError) as exc:
         raise ValueViolation(
             "datetime", f"{display(value)} is not a valid date-time: {exc}"
@@ -168,6 +195,21 @@ def _enum_checker(options: tuple[str, ...]) -> Checker:
     return check
 
 
+# A float32 is NaN or infinite when its 8 exponent bits are all set: the low 7 bits
+# of its most significant byte and the top bit of the next. Stepped slices pick
+# those bytes of every element at once; translate marks the telling bit patterns.
+_HIGH, _NEXT = (3, 2) if sys.byteorder == "little" else (0, 1)
+_EXPONENT_HIGH = bytes(int(b & 0x7F == 0x7F) for b in range(256))
+_EXPONENT_LOW = bytes(b >> 7 for b in range(256))
+
+
+def float32_finite(vector: array[float]) -> bool:
+    """Whether every element of an array('f') is finite (about 2x faster than a sum)."""
+    raw = vector.tobytes()
+    high = int.from_bytes(raw[_HIGH::4].translate(_EXPONENT_HIGH))
+    return not high or not high & int.from_bytes(raw[_NEXT::4].translate(_EXPONENT_LOW))
+
+
 def _embedding_checker(size: int) -> Checker:
     def check(value: object) -> object:
         if type(value) is list:  # an int list is accepted and widened to floats
@@ -182,9 +224,7 @@ def _embedding_checker(size: int) -> Checker:
                 "embedding_size",
                 f"embedding has {len(value)} float(s); the key needs exactly {size}",
             )
-        # A float32 sum in double precision cannot overflow, so it is finite
-        # exactly when every element is.
-        if not math.isfinite(sum(value)):
+        if not float32_finite(value):
             bad = next(i for i, x in enumerate(value) if not math.isfinite(x))
             raise ValueViolation(
                 "finite", f"embedding element {bad} is {value[bad]!r}; all must be finite"

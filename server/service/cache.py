@@ -12,6 +12,7 @@ from collections import OrderedDict
 from sqlalchemy.orm import Session
 
 from ..domain.errors import SchemaVersionNotFound
+from ..domain.fast_decoder import FastDecoder
 from ..domain.schema import SchemaVersion
 from ..domain.validator import CompiledValidator
 from ..storage import schemas
@@ -27,6 +28,8 @@ class SchemaCache:
         self._lock = threading.Lock()
         # The validator of the highest version cached so far, per schema name.
         self._latest: dict[str, CompiledValidator] = {}
+        # Compiled JSON decoders, made on first use (None: the version has none).
+        self._decoders: dict[tuple[str, int], FastDecoder | None] = {}
 
     def _entry(
         self, session: Session, ref: SchemaRef, version: int
@@ -50,7 +53,20 @@ class SchemaCache:
                 (name, _), (_, evicted) = self._entries.popitem(last=False)
                 if self._latest.get(name) is evicted:
                     del self._latest[name]
+                self._decoders.pop((name, evicted.version), None)
         return entry
+
+    def fast_decoder(self, validator: CompiledValidator) -> FastDecoder | None:
+        """The compiled JSON decoder of a cached validator's version (built once)."""
+        key = (validator.schema_name, validator.version)
+        try:
+            return self._decoders[key]
+        except KeyError:
+            pass
+        decoder = FastDecoder.compile(validator.state)
+        with self._lock:
+            self._decoders[key] = decoder
+        return decoder
 
     def latest_known(self, name: str) -> CompiledValidator | None:
         """The newest cached validator of schema `name`, without asking the database.

@@ -18,6 +18,7 @@ from ..domain.bundle import (
     StoredRecord,
     UpdateResult,
     check_update,
+    checked,
     plan_bundle,
     without_nulls,
 )
@@ -25,8 +26,10 @@ from ..domain.errors import (
     CallAbandoned,
     IdempotencyKeyReused,
     InvalidArgument,
+    MetaregError,
     SchemaNotFound,
 )
+from ..domain.json_records import decode_records
 from ..domain.names import data_unit_id_problem, shorten
 from ..domain.reports import bundle_rejection
 from ..domain.validator import CompiledValidator, Problem, encode_record, record_size_problem
@@ -52,7 +55,9 @@ IDEMPOTENCY_PURGE_INTERVAL_S = 600.0
 @dataclass(frozen=True)
 class BundleRequest:
     schema: str
-    updates: Sequence[MetadataUpdate]
+    # One of the two forms: decoded typed updates, or the JSON record form's bytes.
+    updates: Sequence[MetadataUpdate] = ()
+    updates_json: bytes = b""
     partial: bool = False
     idempotency_key: str = ""
     # Digest of the request's content (without the key), computed by the caller.
@@ -109,6 +114,14 @@ class ValidationReport:
     valid_count: int = 0
 
 
+def require_one_form(typed: int, json_form: bytes, field: str) -> None:
+    """A request carries its records typed or as JSON, never both."""
+    if typed and json_form:
+        raise InvalidArgument(
+            f"the request sets both {field} and {field}_json; send one form of the records"
+        )
+
+
 def possible_ids(data_unit_ids: Sequence[str]) -> list[str]:
     """The ids that a record could have; the others are simply missing."""
     return [d for d in data_unit_ids if data_unit_id_problem(d) is None]
@@ -147,17 +160,37 @@ class MetadataService:
         validator = self.cache.latest_known(schema)
         return validator.value_kinds if validator is not None else {}
 
+    def decode_json(
+        self, validator: CompiledValidator, raw: bytes, field: str, *, coerce_strings: bool
+    ) -> list[MetadataUpdate]:
+        """The updates of a JSON record form: checked ones from the compiled fast path
+        when it accepts them all, otherwise decoded for the full validator."""
+        if not coerce_strings:
+            decoder = self.cache.fast_decoder(validator)
+            if decoder is not None:
+                fast = decoder.decode(raw)
+                if fast is not None:
+                    return fast
+        return decode_records(raw, validator.state, field)
+
     def validate(
         self,
         schema: str,
         records_to_check: Sequence[MetadataUpdate],
         *,
+        records_json: bytes = b"",
         version: int = 0,
         coerce_strings: bool = False,
     ) -> ValidationReport:
+        require_one_form(len(records_to_check), records_json, "records")
         require_at_most(len(records_to_check), MAX_BUNDLE_UPDATES, "records")
         with self.db.session() as session:
             _, validator = self._schema(session, schema, version=version)
+        if records_json:
+            records_to_check = self.decode_json(
+                validator, records_json, "records_json", coerce_strings=coerce_strings
+            )
+            require_at_most(len(records_to_check), MAX_BUNDLE_UPDATES, "records")
         report = ValidationReport(validator.version)
         valid = 0
         for index, record in enumerate(records_to_check):
@@ -173,6 +206,7 @@ class MetadataService:
         return ValidationReport(report.schema_version, report.invalid, valid)
 
     def apply_bundle(self, request: BundleRequest) -> BundleOutcome:
+        require_one_form(len(request.updates), request.updates_json, "updates")
         require_at_most(len(request.updates), MAX_BUNDLE_UPDATES, "updates")
         key = request.idempotency_key
         if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or any(ord(c) < 32 or c == "\x7f" for c in key):
@@ -181,13 +215,45 @@ class MetadataService:
                 f"without control characters; got {shorten(key)}"
             )
         self._purge_expired_keys()
-        return retry_on_conflict(lambda: self._apply_once(request))
+        early = self._check_early(request)
+        return retry_on_conflict(lambda: self._apply_once(request, early))
 
-    def _apply_once(self, request: BundleRequest) -> BundleOutcome:
+    def _checked_updates(
+        self, validator: CompiledValidator, request: BundleRequest
+    ) -> list[MetadataUpdate]:
+        """The request's updates decoded and checked against `validator`'s version."""
+        coerce = request.coerce_strings
+        updates = request.updates
+        if request.updates_json:
+            updates = self.decode_json(
+                validator, request.updates_json, "updates_json", coerce_strings=coerce
+            )
+            require_at_most(len(updates), MAX_BUNDLE_UPDATES, "updates")
+        return [checked(validator, u, coerce_strings=coerce) for u in updates]
+
+    def _check_early(self, request: BundleRequest) -> tuple[int, list[MetadataUpdate]] | None:
+        """Decode and check before the write transaction, against the newest version this
+        server knows, so that the write lock is not held meanwhile. The transaction uses
+        the result only if that is still the latest version; errors are left to it."""
+        validator = self.cache.latest_known(request.schema)
+        if validator is None:
+            return None
+        try:
+            return validator.version, self._checked_updates(validator, request)
+        except MetaregError:
+            return None
+
+    def _apply_once(
+        self, request: BundleRequest, early: tuple[int, list[MetadataUpdate]] | None
+    ) -> BundleOutcome:
         with self.db.session(write=True) as session:
             # A shared lock on the schema row keeps schema changes (which take
             # an exclusive one) from committing in the middle of the bundle.
             ref, validator = self._schema(session, request.schema, lock="share")
+            if early is not None and early[0] == validator.version:
+                updates = early[1]
+            else:
+                updates = self._checked_updates(validator, request)
             now = self.clock()
             not_before = now - self.idempotency_ttl
             key = request.idempotency_key
@@ -197,12 +263,10 @@ class MetadataService:
                     if stored.request_hash != request.request_hash:
                         raise IdempotencyKeyReused(key)
                     return BundleOutcome.from_json(stored.response, replayed=True)
-            existing = records.load_records(
-                session, ref.id, (u.data_unit_id for u in request.updates)
-            )
+            existing = records.load_records(session, ref.id, (u.data_unit_id for u in updates))
             plan = plan_bundle(
                 validator,
-                request.updates,
+                updates,
                 existing,
                 partial=request.partial,
                 coerce_strings=request.coerce_strings,

@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metareg.server.domain.values import ValueViolation, check_datetime
+from metareg.server.domain.values import (
+    ValueViolation,
+    _utc_datetime_text,
+    check_datetime,
+    format_datetime,
+    parse_datetime,
+)
 
 
 @pytest.mark.parametrize(
@@ -76,3 +82,41 @@ def test_any_offset_and_precision_denote_the_same_instant(
         text = text.replace("T", "t")
     expected = moment.replace(microsecond=int(fraction.ljust(6, "0")[:6]) if digits else 0)
     assert check_datetime(text) == expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# Text shaped like a date-time, with each part sometimes out of range or malformed.
+_digits = st.text("0123456789", min_size=1, max_size=3)
+datetime_like = st.builds(
+    "{}-{}-{}{}{}:{}:{}{}{}".format,
+    st.sampled_from(["2024", "1999", "0001", "9999", "0000", "20x4"]),
+    st.sampled_from(["01", "02", "12", "13", "00", "1"]),
+    st.sampled_from(["01", "28", "29", "30", "31", "32", "00"]),
+    st.sampled_from(["T", "t", " ", "_"]),
+    st.sampled_from(["00", "23", "24", "9"]),
+    st.sampled_from(["00", "59", "60"]),
+    st.sampled_from(["00", "59", "60", "61"]),
+    st.one_of(
+        st.just(""),
+        _digits.map(".{}".format),
+        st.just("."),
+        st.text("0123456789", min_size=7, max_size=12).map(".{}".format),
+    ),
+    st.sampled_from(["", "Z", "z", "+00:00", "-05:30", "+24:00", "ZZ", "\n"]),
+)
+
+
+@given(datetime_like)
+def test_the_utc_shortcut_agrees_with_the_general_path(text: str) -> None:
+    """The sliced form of UTC and naive values is exactly the parsed-and-formatted one."""
+    try:
+        general: str | None = format_datetime(parse_datetime(text))
+    except (ValueError, OverflowError):
+        general = None
+    shortcut = _utc_datetime_text(text)
+    if shortcut is not None:
+        assert shortcut == general
+    try:
+        checked = check_datetime(text)
+    except ValueViolation:
+        checked = None
+    assert checked == general

@@ -1,0 +1,151 @@
+"""The compiled fast path: decode and validate the JSON record form in one msgspec pass.
+
+For each schema version a msgspec type is generated whose fields are the active keys
+with their types and limits: varchar lengths, enum options as literals, embeddings of
+exactly `size` numbers (or their base64), keyframes as non-negative int64s, and a
+data_unit_id of 1-256 characters without control characters. msgspec's C decoder
+checks all of that while it parses. What it cannot express is checked afterwards by
+the full validator's own checkers: date-times (grammar, and normalised to UTC, with
+fractions past microseconds cut), UUIDs (version 4, hyphenated, lower-cased) and
+embeddings (float32, finite). NUL characters are caught by one scan of the raw bytes.
+
+Anything else - an unknown or deleted key, a wrong type, a bad value, coerce_strings,
+a schema that allows unknown keys - makes the fast path decline (`decode` returns
+None). The caller then runs the generic decoder and the full validator, which list
+every violation. So the fast path accepts only what the full validator accepts, with
+the same values (tests/test_fast_decoder.py checks both with hypothesis).
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Union
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from .bundle import MetadataUpdate
+from .json_records import MODES
+from .names import MAX_DATA_UNIT_ID_LENGTH, RESERVED_KEYFRAMES
+from .schema import KeyDefinition, KeyType, SchemaState
+from .values import INT64_MAX, ValueViolation, check_datetime, check_uuid, value_checker
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+# A NUL can only reach a decoded string through this escape (JSON forbids raw control
+# characters in strings). An escaped backslash before "u0000" matches too: harmless,
+# the fast path just declines.
+_NUL_ESCAPE = b"\\u0000"
+
+_DataUnitId = Annotated[
+    str,
+    Meta(min_length=1, max_length=MAX_DATA_UNIT_ID_LENGTH, pattern=r"\A[^\x00-\x1f\x7f]*\Z"),
+]
+_Keyframes = list[Annotated[int, Meta(ge=0, le=INT64_MAX)]]
+_Mode = Union[Literal["merge", "replace", "keep_existing"], None]  # noqa: UP007
+
+PostCheck = Callable[[Any], object]
+
+
+class FastDecoder:
+    """Decodes a JSON record form of one schema version, or declines."""
+
+    def __init__(self, state: SchemaState) -> None:
+        fields: list[tuple[str, Any, Any]] = [("keyframes", _optional(_Keyframes), UNSET)]
+        rename = {"keyframes": RESERVED_KEYFRAMES}
+        post: list[tuple[str, PostCheck]] = []
+        for number, definition in enumerate(d for d in state if d.active):
+            name = f"k{number}"
+            value_type, check = _field_type(definition)
+            fields.append((name, _optional(value_type), UNSET))
+            rename[name] = definition.key
+            if check is not None:
+                post.append((definition.key, check))
+        metadata = msgspec.defstruct("Metadata", fields, rename=rename, forbid_unknown_fields=True)
+        record = msgspec.defstruct(
+            "Record",
+            [
+                ("data_unit_id", _DataUnitId),
+                ("metadata", metadata, msgspec.field(default_factory=metadata)),
+                ("mode", _Mode, None),
+            ],
+            forbid_unknown_fields=True,
+        )
+        self._decoder: msgspec.json.Decoder[list[Any]] = msgspec.json.Decoder(list[record])  # type: ignore[valid-type]
+        self._post = tuple(post)
+
+    @classmethod
+    def compile(cls, state: SchemaState) -> FastDecoder | None:
+        """The decoder of a schema version; None when its records may hold undeclared
+        keys (a generated type would drop them instead of checking them)."""
+        return None if state.allow_unknown_keys else cls(state)
+
+    def decode(self, raw: bytes) -> list[MetadataUpdate] | None:
+        """Checked updates with normalised values, or None to leave `raw` to the full path."""
+        if _NUL_ESCAPE in raw:
+            return None
+        try:
+            records = self._decoder.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        to_builtins, post, modes = msgspec.to_builtins, self._post, MODES
+        updates: list[MetadataUpdate] = []
+        append = updates.append
+        try:
+            for record in records:
+                values = to_builtins(record.metadata, builtin_types=(bytes,))
+                for key, check in post:
+                    value = values.get(key)
+                    if value is not None:
+                        values[key] = check(value)
+                append(MetadataUpdate(record.data_unit_id, values, modes[record.mode], (), True))
+        except ValueViolation:
+            return None
+        return updates
+
+
+def _optional(value_type: Any) -> Any:
+    return Union[value_type, None, UnsetType]  # noqa: UP007
+
+
+def _field_type(definition: KeyDefinition) -> tuple[Any, PostCheck | None]:
+    """The msgspec type of one active key's values, and the check msgspec leaves over."""
+    match definition.type:
+        case KeyType.VARCHAR:
+            return Annotated[str, Meta(max_length=definition.max_length)], None
+        case KeyType.TEXT:
+            return str, None
+        case KeyType.NUMBER:
+            return float, None  # integers become floats; out-of-range numbers fail
+        case KeyType.BOOLEAN:
+            return bool, None
+        case KeyType.DATETIME:
+            return str, check_datetime
+        case KeyType.UUID:
+            return str, check_uuid
+        case KeyType.ENUM:
+            return Literal[definition.enum_options], None
+        case KeyType.EMBEDDING:
+            size = definition.embedding_size
+            assert size is not None
+            numbers = Annotated[list[float], Meta(min_length=size, max_length=size)]
+            base64 = Annotated[bytes, Meta(min_length=4 * size, max_length=4 * size)]
+            return Union[numbers, base64], _embedding_check(definition)  # noqa: UP007
+    raise AssertionError(definition.type)  # pragma: no cover
+
+
+def _embedding_check(definition: KeyDefinition) -> PostCheck:
+    check = value_checker(definition)  # size (already right) and finiteness
+
+    def embedding(value: list[float] | bytes) -> object:
+        if type(value) is bytes:
+            vector = array("f")
+            vector.frombytes(value)
+            if not _LITTLE_ENDIAN:  # pragma: no cover - the wire order is little-endian
+                vector.byteswap()
+        else:
+            vector = array("f", value)  # doubles past float32 become inf: not finite
+        return check(vector)
+
+    return embedding
