@@ -176,8 +176,10 @@ def malformed(raw: bytes, field: str) -> MalformedRecords:
         where = f"{field}[{index}]"
         try:
             _RECORD.decode(element)
-        except (msgspec.ValidationError, msgspec.DecodeError) as error:
+        except msgspec.ValidationError as error:  # (a subclass of DecodeError)
             return _record_error(where, element, str(error))
+        except msgspec.DecodeError as error:  # skipped over as raw, but not decodable
+            return _error(field, f"{field} is not valid JSON: {_syntax(raw, error)}")
     return _error(field, f"{field} does not decode as records")  # pragma: no cover
 
 
