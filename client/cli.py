@@ -45,19 +45,34 @@ main.add_command(metadata)
     help="SQLAlchemy URL (also METAREG_DATABASE_URL) [default: sqlite:///metareg.db].",
 )
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING… [default: INFO].")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Server processes sharing the port, 1..64 (also METAREG_WORKERS) [default: 1].",
+)
 def serve(
-    host: str | None, port: int | None, database_url: str | None, log_level: str | None
+    host: str | None,
+    port: int | None,
+    database_url: str | None,
+    log_level: str | None,
+    workers: int | None,
 ) -> None:
     """Run the gRPC server until SIGTERM or Ctrl-C."""
     from metareg.server.app import serve as run_server
+    from metareg.server.app.workers import WorkerFailed
     from metareg.server.domain.errors import DatabaseNotAtHead
 
-    config = _config(host=host, port=port, database_url=database_url, log_level=log_level)
+    config = _config(
+        host=host, port=port, database_url=database_url, log_level=log_level, workers=workers
+    )
     with _operator_errors():
         try:
             run_server(config)
         except DatabaseNotAtHead as error:
             _fail(error.message)
+        except WorkerFailed as error:
+            _fail(str(error))
 
 
 def _config(**overrides: str | int | None) -> Config:

@@ -16,6 +16,8 @@ class Config:
     database_url: str = DEFAULT_DATABASE_URL
     host: str = "127.0.0.1"
     port: int = 50051
+    # Server processes sharing the port (SO_REUSEPORT); max_workers is threads per process.
+    workers: int = 1
     max_workers: int = 16
     # Large enough for 1000 updates carrying 4096-d embeddings.
     max_message_bytes: int = 64 * 1024 * 1024
@@ -27,6 +29,7 @@ class Config:
         """Refuse settings the server cannot honour (the error names the variable)."""
         problems = [
             (0 <= self.port <= 65535, "PORT", "a port number 0..65535"),
+            (1 <= self.workers <= 64, "WORKERS", "1..64 processes"),
             (1 <= self.max_workers <= 1024, "MAX_WORKERS", "1..1024 threads"),
             (self.max_message_bytes >= 1024 * 1024, "MAX_MESSAGE_BYTES", "at least 1 MiB"),
             # The API promises keys for at least 24 hours; 10 years is plenty.

@@ -34,6 +34,7 @@ from .config import Config
 from .interceptors import ErrorMappingInterceptor
 
 log = logging.getLogger("metareg.server")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 SERVICE_NAMES = (
     schema_registry_pb2.DESCRIPTOR.services_by_name["SchemaRegistry"].full_name,
@@ -66,8 +67,13 @@ class Server:
         return bool(self.grpc_server.wait_for_termination(timeout))
 
 
-def create_server(config: Config, *, clock: Clock = utc_now) -> tuple[Server, int]:
-    """A configured, not yet started server and the port it is bound to."""
+def create_server(
+    config: Config, *, clock: Clock = utc_now, reuse_port: bool = False
+) -> tuple[Server, int]:
+    """A configured, not yet started server and the port it is bound to.
+
+    `reuse_port` lets the processes of `serve --workers N` share one port.
+    """
     database = Database(config.database_url, pool_size=config.max_workers)
     try:
         ensure_at_head(database)
@@ -82,8 +88,8 @@ def create_server(config: Config, *, clock: Clock = utc_now) -> tuple[Server, in
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
-            # Without this a second server could silently share the port.
-            ("grpc.so_reuseport", 0),
+            # Off by default: a second server could otherwise silently share the port.
+            ("grpc.so_reuseport", int(reuse_port)),
         ],
     )
     schema_registry_pb2_grpc.add_SchemaRegistryServicer_to_server(
@@ -125,11 +131,13 @@ def tune_garbage_collector() -> None:
 
 
 def serve(config: Config) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Run until SIGTERM or SIGINT, then shut down gracefully (in N processes with workers=N)."""
+    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
+    if config.workers > 1:
+        from .workers import serve_workers  # it builds on this module
+
+        serve_workers(config)
+        return
     server, port = create_server(config)
     tune_garbage_collector()
     server.start()
@@ -139,22 +147,31 @@ def serve(config: Config) -> None:
         port,
         server.database.url.render_as_string(hide_password=True),
     )
+    drain_on_signal(server, config.shutdown_grace_seconds, (signal.SIGTERM, signal.SIGINT)).wait()
+    log.info("metareg stopped")
+
+
+def drain_on_signal(
+    server: Server, grace: float, signals: tuple[signal.Signals, ...]
+) -> threading.Event:
+    """Drain `server` when one of `signals` arrives; the event is set once it has stopped."""
     stopped = threading.Event()
+    draining = threading.Event()
 
     def shut_down(signum: int, _frame: FrameType | None) -> None:
-        log.info(
-            "received %s; draining for up to %.0fs",
-            signal.Signals(signum).name,
-            config.shutdown_grace_seconds,
-        )
+        # Once is enough: a worker of `--workers N` may get SIGTERM both from its
+        # parent and from a supervisor that signals the whole process group.
+        if draining.is_set():
+            return
+        draining.set()
+        log.info("received %s; draining for up to %.0fs", signal.Signals(signum).name, grace)
 
         def drain() -> None:
-            server.stop(config.shutdown_grace_seconds)
+            server.stop(grace)
             stopped.set()
 
         threading.Thread(target=drain, daemon=True).start()
 
-    signal.signal(signal.SIGTERM, shut_down)
-    signal.signal(signal.SIGINT, shut_down)
-    stopped.wait()
-    log.info("metareg stopped")
+    for signum in signals:
+        signal.signal(signum, shut_down)
+    return stopped
