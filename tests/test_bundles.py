@@ -256,7 +256,7 @@ def test_a_failure_inside_the_write_path_leaves_the_database_unchanged(
             table, columns_or_rows, *rest = args
             if len(args) == 2:  # bulk.executemany(session, statement, rows)
                 rows, head = columns_or_rows, [table]
-            else:  # pgcopy.copy_new / copy_insert(session, table, columns, rows, ...)
+            else:  # copy_new / copy_insert / executemany_rows(session, target, columns, rows, …)
                 rows, head, rest = rest[0], [table, columns_or_rows], rest[1:]
             if len(rows) == 20:  # the new records (SQLite: executemany; PostgreSQL: COPY)
                 real(session, *head, rows[:10], *rest, **kwargs)
@@ -274,6 +274,7 @@ def test_a_failure_inside_the_write_path_leaves_the_database_unchanged(
         monkeypatch.setattr(index, "add_entries", fail_at_the_end)
     else:
         monkeypatch.setattr(bulk, "executemany", fail_half_way(bulk.executemany))
+        monkeypatch.setattr(bulk, "executemany_rows", fail_half_way(bulk.executemany_rows))
         monkeypatch.setattr(pgcopy, "copy_insert", fail_half_way(pgcopy.copy_insert))
         monkeypatch.setattr(pgcopy, "copy_new", fail_half_way(pgcopy.copy_new))
     updates = [b.metadata_update(f"new{i}", {"a": "y", "v": [1.0, 2.0, 3.0]}) for i in range(20)]

@@ -11,7 +11,14 @@ from datetime import datetime
 from .names import data_unit_id_problem, shorten
 from .query.index import IndexEntry, index_entries
 from .schema import KeyDefinition
-from .validator import CompiledValidator, EncodedRecord, Problem, encode_record, record_size_problem
+from .validator import (
+    MAX_RECORD_BYTES,
+    CompiledValidator,
+    EncodedRecord,
+    Problem,
+    encode_record,
+    record_size_problem,
+)
 
 MAX_BUNDLE_UPDATES = 1000
 
@@ -179,30 +186,42 @@ def plan_bundle(
     working = {duid: _Working(rec.values, rec.revision) for duid, rec in existing.items()}
     hidden = validator.hidden_keys
     results: list[UpdateResult] = []
+    # The loop runs once per update of every bundle: locals instead of globals and
+    # attribute lookups, and the checks of a checked update read directly.
+    append, find, encode = results.append, working.get, encode_record
+    applied, limit = Outcome.APPLIED, MAX_RECORD_BYTES
     for index, update in enumerate(updates):
         duid = update.data_unit_id
-        patch, problems = check_update(validator, update, coerce_strings=coerce_strings)
-        current = working.get(duid)
+        if update.checked:
+            patch, problems = update.values, update.decode_problems
+        else:
+            patch, found = check_update(validator, update, coerce_strings=coerce_strings)
+            problems = tuple(found)
+        current = find(duid)
         if problems:
             # The size too, of the record with the update's valid values: if even
             # that is over the limit, fixing the other problems will not be enough.
-            size = record_size_problem(encode_record(_next(current, patch, update, hidden)).size)
-            if size:
-                problems.append(size)
-            results.append(UpdateResult(index, duid, Outcome.REJECTED, problems=tuple(problems)))
+            size = record_size_problem(encode(_next(current, patch, update, hidden)).size)
+            append(UpdateResult(index, duid, Outcome.REJECTED,
+                                problems=(*problems, size) if size else problems))  # fmt: skip
             continue
-        values = _next(current, patch, update, hidden)
-        if current is not None and values == current.values:
-            results.append(UpdateResult(index, duid, Outcome.UNCHANGED, current.revision))
+        if current is None:  # a new record: whatever the mode, its non-null values
+            values = patch if None not in patch.values() else without_nulls(patch)
+            revision = 1
+        else:
+            values = apply_update(current.values, patch, update.mode, hidden)
+            if values == current.values:
+                append(UpdateResult(index, duid, Outcome.UNCHANGED, current.revision))
+                continue
+            revision = current.revision + 1
+        encoded = encode(values)
+        if encoded.size > limit:
+            size_problem = record_size_problem(encoded.size)
+            assert size_problem is not None
+            append(UpdateResult(index, duid, Outcome.REJECTED, problems=(size_problem,)))
             continue
-        encoded = encode_record(values)
-        size_problem = record_size_problem(encoded.size)
-        if size_problem:
-            results.append(UpdateResult(index, duid, Outcome.REJECTED, problems=(size_problem,)))
-            continue
-        revision = (current.revision if current else 0) + 1
         working[duid] = _Working(values, revision, encoded)
-        results.append(UpdateResult(index, duid, Outcome.APPLIED, revision))
+        append(UpdateResult(index, duid, applied, revision))
 
     plan = BundlePlan(validator.version, results)
     if plan.rejected and not partial:
@@ -213,8 +232,10 @@ def plan_bundle(
             for r in results
         ]
         return plan
+    indexed = validator.indexed
+    before = existing.get
     plan.writes = [
-        _record_write(duid, state, existing.get(duid), validator.indexed)
+        _record_write(duid, state, before(duid), indexed)
         for duid, state in working.items()
         if state.encoded is not None
     ]

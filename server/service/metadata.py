@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import orjson
 from sqlalchemy.orm import Session
 
 from ..domain.bundle import (
@@ -78,7 +78,7 @@ class BundleOutcome:
         return sum(1 for r in self.results if r.outcome is outcome)
 
     def to_json(self) -> str:
-        return json.dumps(
+        return orjson.dumps(
             {
                 "v": self.schema_version,
                 "r": [
@@ -92,12 +92,11 @@ class BundleOutcome:
                     for r in self.results
                 ],
             },
-            separators=(",", ":"),
-        )
+        ).decode()
 
     @classmethod
     def from_json(cls, text: str, *, replayed: bool) -> BundleOutcome:
-        data = json.loads(text)
+        data = orjson.loads(text)
         results = [
             UpdateResult(
                 index, duid, Outcome(outcome), revision, tuple(Problem(*p) for p in problems)
@@ -229,6 +228,8 @@ class MetadataService:
                 validator, request.updates_json, "updates_json", coerce_strings=coerce
             )
             require_at_most(len(updates), MAX_BUNDLE_UPDATES, "updates")
+            if updates and updates[0].checked:  # the fast path checked all of them
+                return updates
         return [checked(validator, u, coerce_strings=coerce) for u in updates]
 
     def _check_early(self, request: BundleRequest) -> tuple[int, list[MetadataUpdate]] | None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, cast
 
+import orjson
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -33,6 +34,34 @@ def _compile(session: Session, statement: ClauseElement) -> tuple[str, tuple[str
         with _lock:
             _compiled[key] = found
     return found
+
+
+def fetch(session: Session, statement: ClauseElement, params: Mapping[str, Any]) -> list[Any]:
+    """The rows of a module-level SELECT, run by the driver: plain values, no type
+    processing (so use it for ints, text and driver-native types only)."""
+    sql, positions = _compile(session, statement)
+    values: Any = tuple(params[name] for name in positions) if positions else params
+    return list(session.connection().exec_driver_sql(sql, values))
+
+
+def executemany_rows(
+    session: Session,
+    statement: ClauseElement,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> int:
+    """`executemany` for rows given as tuples in `columns` order (no dict per row)."""
+    if not rows:
+        return 0
+    sql, positions = _compile(session, statement)
+    params: Any = rows
+    if positions is None:
+        params = [dict(zip(columns, row, strict=True)) for row in rows]
+    elif tuple(positions) != tuple(columns):
+        order = itemgetter(*(columns.index(name) for name in positions))
+        params = [order(row) for row in rows]
+    result = session.connection().exec_driver_sql(sql, params)
+    return int(result.rowcount)
 
 
 def executemany(
@@ -60,3 +89,16 @@ def driver_timestamp(session: Session, moment: datetime) -> object:
     if session.get_bind().dialect.name == "sqlite":
         return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
     return moment
+
+
+def timestamp_from_driver(value: object) -> datetime:
+    """The aware UTC datetime of a timestamp column read by `fetch`."""
+    if isinstance(value, str):  # SQLite: SQLAlchemy's naive UTC text form
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    assert isinstance(value, datetime)
+    return value.astimezone(UTC)
+
+
+def json_from_driver(value: object) -> Any:
+    """A JSON column read by `fetch`: text on SQLite, already decoded on PostgreSQL."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value

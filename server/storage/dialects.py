@@ -39,3 +39,18 @@ def id_in(session: Session, column: Any, ids: list[str]) -> Any:
         return column == any_(bindparam(None, ids, type_=postgresql.ARRAY(String)))
     listed = func.json_each(bindparam(None, orjson.dumps(ids).decode(), type_=String))
     return column.in_(select(listed.table_valued("value").c.value))
+
+
+def id_in_parameter(dialect: str, column: Any, name: str) -> Any:
+    """`id_in` for a statement built once: the ids come as parameter `name`, in the
+    form `ids_parameter` gives."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(String)))
+    listed = func.json_each(bindparam(name, type_=String))
+    return column.in_(select(listed.table_valued("value").c.value))
+
+
+def ids_parameter(dialect: str, ids: list[str]) -> object:
+    """The value of an `id_in_parameter` parameter: a list for PostgreSQL's array,
+    JSON text for SQLite's json_each."""
+    return ids if dialect == "postgresql" else orjson.dumps(ids).decode()

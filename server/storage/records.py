@@ -6,6 +6,7 @@ import sys
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -27,7 +28,14 @@ from ..domain.errors import ConcurrentWrite
 from ..domain.query.index import index_entries
 from ..domain.schema import KeyDefinition
 from . import bulk, index, pgcopy
-from .dialects import DIALECT_INSERTS, dialect_of, id_in, is_postgresql
+from .dialects import (
+    DIALECT_INSERTS,
+    dialect_of,
+    id_in,
+    id_in_parameter,
+    ids_parameter,
+    is_postgresql,
+)
 from .models import RecordEmbeddingRow, RecordRow
 
 records = cast(Table, RecordRow.__table__)
@@ -44,35 +52,52 @@ def decode_vector(raw: bytes) -> array[float]:
     return vector
 
 
+_LOAD_RECORDS = {
+    dialect: select(
+        records.c.data_unit_id,
+        records.c.data,
+        records.c.revision,
+        records.c.schema_version,
+        records.c.updated_at,
+    ).where(
+        records.c.schema_id == bindparam("schema_id"),
+        id_in_parameter(dialect, records.c.data_unit_id, "ids"),
+    )
+    for dialect in DIALECT_INSERTS
+}
+_LOAD_VECTORS = {
+    dialect: select(embeddings.c.data_unit_id, embeddings.c.key, embeddings.c.vector).where(
+        embeddings.c.schema_id == bindparam("schema_id"),
+        id_in_parameter(dialect, embeddings.c.data_unit_id, "ids"),
+    )
+    for dialect in DIALECT_INSERTS
+}
+
+
 def load_records(
     session: Session, schema_id: int, data_unit_ids: Iterable[str]
 ) -> dict[str, StoredRecord]:
-    """Stored records by data unit id, with every stored value (hidden ones included)."""
+    """Stored records by data unit id, with every stored value (hidden ones included).
+
+    Run by the driver (see `bulk.fetch`): a bundle reads up to 1000 records here.
+    """
     ids = list(dict.fromkeys(data_unit_ids))
     if not ids:
         return {}
-    connection = session.connection()
-    rows = connection.execute(
-        select(
-            records.c.data_unit_id,
-            records.c.data,
-            records.c.revision,
-            records.c.schema_version,
-            records.c.updated_at,
-        ).where(records.c.schema_id == schema_id, id_in(session, records.c.data_unit_id, ids))
+    dialect = dialect_of(session)
+    rows = bulk.fetch(
+        session,
+        _LOAD_RECORDS[dialect],
+        {"schema_id": schema_id, "ids": ids_parameter(dialect, ids)},
     )
+    load, stamp = bulk.json_from_driver, bulk.timestamp_from_driver
     found = {
-        duid: StoredRecord(duid, data, revision, version, updated)
+        duid: StoredRecord(duid, load(data), revision, version, stamp(updated))
         for duid, data, revision, version, updated in rows
     }
     if found:
-        vectors = connection.execute(
-            select(embeddings.c.data_unit_id, embeddings.c.key, embeddings.c.vector).where(
-                embeddings.c.schema_id == schema_id,
-                id_in(session, embeddings.c.data_unit_id, list(found)),
-            )
-        )
-        for duid, key, raw in vectors:
+        params = {"schema_id": schema_id, "ids": ids_parameter(dialect, list(found))}
+        for duid, key, raw in bulk.fetch(session, _LOAD_VECTORS[dialect], params):
             found[duid].values[key] = decode_vector(raw)
     return found
 
@@ -139,56 +164,29 @@ def write_records(
     at the revision read earlier; if a concurrent writer got there first,
     ConcurrentWrite rolls the whole bundle back.
     """
-    ordered = sorted(writes, key=lambda w: w.data_unit_id)  # one lock order for all writers
+    ordered = sorted(writes, key=_by_data_unit_id)  # one lock order for all writers
     stamp = bulk.driver_timestamp(session, now)
-    new = [w for w in ordered if w.previous_revision == 0]
+    new = [
+        (schema_id, w.data_unit_id, w.encoded.scalars_json, schema_version, w.revision, stamp)
+        for w in ordered
+        if not w.previous_revision
+    ]
     if is_postgresql(session):
-        pgcopy.copy_new(
-            session,
-            records,
-            _RECORD_COLUMNS,
-            [
-                (schema_id, w.data_unit_id, w.encoded.scalars_json, schema_version, w.revision, now)
-                for w in new
-            ],
-        )
+        pgcopy.copy_new(session, records, _RECORD_COLUMNS, new)
         inserted = len(new)  # or copy_new raised ConcurrentWrite
     else:
-        inserted = bulk.executemany(
-            session,
-            _INSERT_RECORD[dialect_of(session)],
-            [
-                {
-                    "schema_id": schema_id,
-                    "data_unit_id": w.data_unit_id,
-                    "data": w.encoded.scalars_json,
-                    "schema_version": schema_version,
-                    "revision": w.revision,
-                    "updated_at": stamp,
-                }
-                for w in new
-            ],
-        )
+        insert = _INSERT_RECORD[dialect_of(session)]
+        inserted = bulk.executemany_rows(session, insert, _RECORD_COLUMNS, new)
     if inserted != len(new):
         raise ConcurrentWrite("a concurrent request created some of these records; retry")
-    existing = [w for w in ordered if w.previous_revision != 0]
-    updated = bulk.executemany(
-        session,
-        _UPDATE_RECORD,
-        [
-            {
-                "b_schema_id": schema_id,
-                "b_data_unit_id": w.data_unit_id,
-                "b_previous_revision": w.previous_revision,
-                "b_data": w.encoded.scalars_json,
-                "b_schema_version": schema_version,
-                "b_revision": w.revision,
-                "b_updated_at": stamp,
-            }
-            for w in existing
-        ],
-    )
-    if updated != len(existing):
+    changed = [
+        (schema_id, w.data_unit_id, w.previous_revision, w.encoded.scalars_json,
+         schema_version, w.revision, stamp)
+        for w in ordered
+        if w.previous_revision
+    ]  # fmt: skip
+    updated = bulk.executemany_rows(session, _UPDATE_RECORD, _UPDATE_COLUMNS, changed)
+    if updated != len(changed):
         raise ConcurrentWrite("a concurrent request changed some of these records; retry")
     _write_embeddings(session, schema_id, ordered)
     index.remove_entries(
@@ -197,6 +195,13 @@ def write_records(
     index.add_entries(
         session, schema_id, ((w.data_unit_id, e) for w in ordered for e in w.index_added)
     )
+
+
+_by_data_unit_id = attrgetter("data_unit_id")
+_UPDATE_COLUMNS = (
+    "b_schema_id", "b_data_unit_id", "b_previous_revision", "b_data", "b_schema_version",
+    "b_revision", "b_updated_at",
+)  # fmt: skip
 
 
 def _write_embeddings(session: Session, schema_id: int, writes: Sequence[RecordWrite]) -> None:
@@ -233,11 +238,12 @@ def _write_embeddings(session: Session, schema_id: int, writes: Sequence[RecordW
             binary_types,
         )
         return
-    bulk.executemany(
+    bulk.executemany_rows(
         session,
         _UPSERT_EMBEDDING[dialect_of(session)],
+        ("schema_id", "data_unit_id", "key", "vector"),
         [
-            {"schema_id": schema_id, "data_unit_id": w.data_unit_id, "key": key, "vector": raw}
+            (schema_id, w.data_unit_id, key, raw)
             for w in writes
             for key, raw in w.embeddings_to_upsert.items()
         ],
