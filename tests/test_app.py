@@ -170,7 +170,7 @@ def test_server_bugs_become_internal_with_an_incident_id(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(schemas.schemas, "get_ref", broken)
+    monkeypatch.setattr(schemas.schemas, "read_ref", broken)
     with pytest.raises(grpc.RpcError) as caught:
         server.registry.GetSchema(rpb.GetSchemaRequest(name="s"))
     assert caught.value.code() == grpc.StatusCode.INTERNAL

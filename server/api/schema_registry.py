@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import grpc
+from google.protobuf.message import Message
 
 from metareg.v1 import schema_registry_pb2 as pb
 from metareg.v1 import schema_registry_pb2_grpc as pb_grpc
@@ -21,14 +25,26 @@ def _update_response(result: SchemaUpdate) -> pb.UpdateSchemaResponse:
 
 
 class SchemaRegistryServicer(pb_grpc.SchemaRegistryServicer):
+    """The registry's RPCs. GetSchema and ExportJsonSchema answer with serialized responses
+    cached per (schema, version) - versions never change - which the server's interceptor
+    sends as they are (see app.interceptors)."""
+
     def __init__(self, service: SchemaService) -> None:
         self.service = service
+        self._schemas = SerializedResponses()
+        self._exports = SerializedResponses()
 
-    def GetSchema(
-        self, request: pb.GetSchemaRequest, context: grpc.ServicerContext
-    ) -> pb.GetSchemaResponse:
+    def GetSchema(self, request: pb.GetSchemaRequest, context: grpc.ServicerContext) -> bytes:
+        if request.version > 0:  # a pinned version that was served once needs no read
+            cached = self._schemas.get(request.name, request.version)
+            if cached is not None:
+                return cached
         schema = self.service.get_schema(request.name, request.version)
-        return pb.GetSchemaResponse(schema=convert.schema_to_proto(schema))
+        return self._schemas.get(schema.name, schema.version) or self._schemas.put(
+            schema.name,
+            schema.version,
+            pb.GetSchemaResponse(schema=convert.schema_to_proto(schema)),
+        )
 
     def ListSchemas(
         self, request: pb.ListSchemasRequest, context: grpc.ServicerContext
@@ -76,6 +92,32 @@ class SchemaRegistryServicer(pb_grpc.SchemaRegistryServicer):
 
     def ExportJsonSchema(
         self, request: pb.ExportJsonSchemaRequest, context: grpc.ServicerContext
-    ) -> pb.ExportJsonSchemaResponse:
-        version, document = self.service.export_json_schema(request.name, request.version)
-        return pb.ExportJsonSchemaResponse(version=version, json_schema=document)
+    ) -> bytes:
+        schema = self.service.get_schema(request.name, request.version)
+        cached = self._exports.get(schema.name, schema.version)
+        if cached is not None:
+            return cached
+        version, document = self.service.export_json_schema(schema)
+        return self._exports.put(
+            schema.name, version, pb.ExportJsonSchemaResponse(version=version, json_schema=document)
+        )
+
+
+class SerializedResponses:
+    """Serialized responses by (schema, version), at most `limit` (the oldest go first)."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._limit = limit
+        self._entries: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, name: str, version: int) -> bytes | None:
+        return self._entries.get((name, version))
+
+    def put(self, name: str, version: int, response: Message) -> bytes:
+        serialized: bytes = response.SerializeToString()
+        with self._lock:
+            self._entries[(name, version)] = serialized
+            while len(self._entries) > self._limit:
+                self._entries.popitem(last=False)
+        return serialized

@@ -13,8 +13,10 @@ from grpc_status import rpc_status
 
 from ..api.errors import detail_budget, grpc_code, to_rpc_status
 from ..domain.errors import MetaregError
+from .logs import RpcLog
 
 log = logging.getLogger("metareg.rpc")
+log_rpc = RpcLog(log)
 
 
 class _Undecodable:
@@ -72,10 +74,21 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
                 context.abort(code, f"internal server error (incident {incident}); see server log")
             finally:
                 elapsed_ms = (time.perf_counter() - started) * 1000
-                log.info("%s %s %.1fms", method, code.name, elapsed_ms)
+                log_rpc(method, code.name, elapsed_ms)
 
         return grpc.unary_unary_rpc_method_handler(
             invoke,
             request_deserializer=_tolerant(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
+            response_serializer=_passing_bytes(handler.response_serializer),
         )
+
+
+def _passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """Servicers may answer with a response serialized already (from a cache)."""
+    if serializer is None:
+        return None
+
+    def serialize(response: Any) -> bytes:
+        return response if type(response) is bytes else serializer(response)
+
+    return serialize

@@ -30,11 +30,11 @@ from ..service.query import QueryService
 from ..service.schemas import SchemaService
 from ..storage.database import Database
 from ..storage.migrate import ensure_at_head
+from . import logs
 from .config import Config
 from .interceptors import ErrorMappingInterceptor
 
 log = logging.getLogger("metareg.server")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 SERVICE_NAMES = (
     schema_registry_pb2.DESCRIPTOR.services_by_name["SchemaRegistry"].full_name,
@@ -132,7 +132,7 @@ def tune_garbage_collector() -> None:
 
 def serve(config: Config) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully (in N processes with workers=N)."""
-    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
+    logs.configure(config.log_level)
     if config.workers > 1:
         from .workers import serve_workers  # it builds on this module
 

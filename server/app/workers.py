@@ -20,8 +20,9 @@ from typing import Protocol
 
 from ..storage.database import Database
 from ..storage.migrate import ensure_at_head
+from . import logs
 from .config import Config
-from .server import LOG_FORMAT, create_server, drain_on_signal, tune_garbage_collector
+from .server import create_server, drain_on_signal, tune_garbage_collector
 
 log = logging.getLogger("metareg.server")
 
@@ -298,6 +299,6 @@ def _stop_with_parent(parent_pid: int) -> None:
 
 def _tag_log_lines(number: int) -> None:
     """Prefix every log line of this process with its worker number."""
-    formatter = logging.Formatter(f"[worker {number}] {LOG_FORMAT}")
+    formatter = logs.CachedTimeFormatter(f"[worker {number}] {logs.LOG_FORMAT}")
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter)

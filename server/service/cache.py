@@ -68,6 +68,11 @@ class SchemaCache:
             self._decoders[key] = decoder
         return decoder
 
+    def cached(self, name: str, version: int) -> tuple[SchemaVersion, CompiledValidator] | None:
+        """A cached version, without asking the database (None when not cached)."""
+        with self._lock:
+            return self._entries.get((name, version))
+
     def latest_known(self, name: str) -> CompiledValidator | None:
         """The newest cached validator of schema `name`, without asking the database.
 

@@ -65,13 +65,22 @@ class SchemaService:
     # --- reads ------------------------------------------------------------
 
     def get_schema(self, name: str, version: int = 0) -> SchemaVersion:
+        """A version (0: the latest). The latest version number is one indexed read of the
+        schema row, so every replica answers with the version committed last; versions
+        are immutable, so the version itself comes from the cache when it is there."""
         require_schema_name(name)
+        ref = schemas.read_ref(self.db, name)
+        if ref is None or ref.latest_version == 0:
+            raise SchemaNotFound(name)
+        number = resolve_version(ref, version)
+        cached = self.cache.cached(name, number)
+        if cached is not None:
+            return cached[0]
         with self.db.session() as session:
-            ref = self._require_ref(session, name)
-            return self.cache.version(session, ref, resolve_version(ref, version))
+            return self.cache.version(session, ref, number)
 
-    def export_json_schema(self, name: str, version: int = 0) -> tuple[int, str]:
-        schema = self.get_schema(name, version)
+    def export_json_schema(self, schema: SchemaVersion) -> tuple[int, str]:
+        """A version (from get_schema) as a JSON Schema document."""
         return schema.version, json.dumps(export_json_schema(schema), indent=2, sort_keys=False)
 
     def list_schemas(self, requested_size: int, token: str) -> Page[SchemaSummary]:

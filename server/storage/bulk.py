@@ -15,6 +15,7 @@ from operator import itemgetter
 from typing import Any, cast
 
 import orjson
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -24,7 +25,11 @@ _lock = threading.Lock()
 
 
 def _compile(session: Session, statement: ClauseElement) -> tuple[str, tuple[str, ...] | None]:
-    dialect = session.get_bind().dialect
+    return compiled_sql(session.get_bind().dialect, statement)
+
+
+def compiled_sql(dialect: Dialect, statement: ClauseElement) -> tuple[str, tuple[str, ...] | None]:
+    """A module-level statement's SQL for `dialect` and its parameter order (None: named)."""
     key = (dialect.name, id(statement))
     found = _compiled.get(key)
     if found is None:
@@ -40,8 +45,11 @@ def fetch(session: Session, statement: ClauseElement, params: Mapping[str, Any])
     """The rows of a module-level SELECT, run by the driver: plain values, no type
     processing (so use it for ints, text and driver-native types only)."""
     sql, positions = _compile(session, statement)
-    values: Any = tuple(params[name] for name in positions) if positions else params
-    return list(session.connection().exec_driver_sql(sql, values))
+    return list(session.connection().exec_driver_sql(sql, _parameters(positions, params)))
+
+
+def _parameters(positions: tuple[str, ...] | None, params: Mapping[str, Any]) -> Any:
+    return tuple(params[name] for name in positions) if positions else params
 
 
 def executemany_rows(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,8 +14,10 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ClauseElement
 
 from ..domain.errors import ConcurrentWrite, StorageUnavailable
+from . import bulk
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,35 @@ class Database:
                 yield session
         except OperationalError as error:
             raise translate_operational_error(error) from error
+
+    def read(self, statement: ClauseElement, params: Mapping[str, Any]) -> list[Any]:
+        """One SELECT outside any transaction, by the driver on a pooled connection.
+
+        About ten times cheaper than a session (whose checkout, begin and reset cost
+        ~100 µs): for the single-row lookups of small, frequent calls. Each statement
+        sees the latest committed data (SQLite runs it in autocommit mode; PostgreSQL
+        in its own short transaction, rolled back when the connection returns).
+        """
+        sql, positions = bulk.compiled_sql(self.engine.dialect, statement)
+        values: Any = tuple(params[name] for name in positions) if positions else params
+        try:
+            connection = self.engine.raw_connection()
+        except OperationalError as error:
+            raise translate_operational_error(error) from error
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(sql, values)
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
+        except self.engine.dialect.loaded_dbapi.Error as error:
+            connection.invalidate(error)  # a broken connection must not go back to the pool
+            raise StorageUnavailable(
+                f"the database is unavailable: {type(error).__name__}"
+            ) from error
+        finally:
+            connection.close()
 
     def dispose(self) -> None:
         if self._checkpointer is not None:

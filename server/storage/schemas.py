@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from ..domain.errors import ConcurrentWrite
 from ..domain.schema import SchemaState, SchemaSummary, SchemaVersion
 from . import bulk
+from .database import Database
 from .dialects import upsert_insert
 from .models import SchemaRow, SchemaVersionRow
 
@@ -46,6 +47,13 @@ def get_ref(session: Session, name: str, *, lock: Lock = None) -> SchemaRef | No
     a millisecond of a bundle and 40% of a GetSchema.
     """
     rows = bulk.fetch(session, _REF_BY_LOCK[lock], {"name": name})
+    return SchemaRef(*rows[0]) if rows else None
+
+
+def read_ref(db: Database, name: str) -> SchemaRef | None:
+    """The schema row, read outside any transaction (see Database.read): for calls that
+    only need the latest version number, e.g. GetSchema of version 0."""
+    rows = db.read(_REF, {"name": name})
     return SchemaRef(*rows[0]) if rows else None
 
 
