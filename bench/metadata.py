@@ -79,6 +79,7 @@ TARGET_VS_RAW = Target(">=", 0.6)
 TARGET_SQLITE_P99 = Target("<=", 60.0)
 TARGET_POSTGRES_RATE = Target(">=", 25_000.0)
 TARGET_PEAK_RSS = Target("<=", 400.0)
+TARGET_JSON_DECODE = Target(">=", 125_000.0)
 
 
 @dataclass
@@ -231,8 +232,12 @@ def validation_rows(v: ValidationResults) -> list[Row]:
     return [
         Row("V.metareg", f"V  metareg CompiledValidator.check, decoded ({n})",
             v.metareg.rate, "rec/s", spread=v.metareg.spread),
-        Row("V.metareg_from_proto", f"V  decode from proto + validate ({n})",
+        Row("V.metareg_from_proto", f"V  typed: decode from proto + validate ({n})",
             v.decode_and_check.rate, "rec/s", spread=v.decode_and_check.spread),
+        Row("V.json_fast", f"V  JSON: request bytes, compiled fast path ({n})",
+            v.json_fast.rate, "rec/s", TARGET_JSON_DECODE, spread=v.json_fast.spread),
+        Row("V.json_generic", f"V  JSON: request bytes, generic decoder + full validator ({n})",
+            v.json_generic.rate, "rec/s", spread=v.json_generic.spread),
         Row("V.fastjsonschema", f"V  fastjsonschema ({n})",
             v.fastjsonschema.rate, "rec/s", spread=v.fastjsonschema.spread),
         Row("V.metareg_subset", f"V  metareg CompiledValidator.check (first {k})",

@@ -73,6 +73,8 @@ def format_value(value: float | None, unit: str) -> str:
         return "n/a"
     if unit == "rec/s":
         return f"{value:,.0f} rec/s"
+    if unit == "rps":
+        return f"{value:,.0f} rps"
     if unit == "x":
         return f"{value:.2f}x" if value < 10 else f"{value:.1f}x"
     if unit == "ms":

@@ -173,15 +173,19 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def server_command(database_url: str, port: int, profile_to: Path | None) -> list[str]:
+def server_command(
+    database_url: str, port: int, profile_to: Path | None, workers: int = 1
+) -> list[str]:
     flags = ["--host", "127.0.0.1", "--port", str(port), "--database-url", database_url]
     flags += ["--log-level", "INFO"]
     if profile_to is None:
-        return [*metareg_command(), "serve", *flags]
+        return [*metareg_command(), "serve", *flags, "--workers", str(workers)]
     return [sys.executable, "-m", "bench.profiled_server", *flags, "--output", str(profile_to)]
 
 
-def _start(database_url: str, workdir: Path, name: str, profile_to: Path | None) -> ServerProcess:
+def _start(
+    database_url: str, workdir: Path, name: str, profile_to: Path | None, workers: int = 1
+) -> ServerProcess:
     """Start a server on a free port; another port is tried if that one is taken meanwhile."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     for attempt in range(1, START_ATTEMPTS + 1):
@@ -189,7 +193,7 @@ def _start(database_url: str, workdir: Path, name: str, profile_to: Path | None)
         log_path = workdir / f"{name}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                server_command(database_url, port, profile_to),
+                server_command(database_url, port, profile_to, workers),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO_ROOT,
@@ -213,10 +217,15 @@ def _start(database_url: str, workdir: Path, name: str, profile_to: Path | None)
 
 @contextmanager
 def running_server(
-    database_url: str, workdir: Path, *, name: str, profile_to: Path | None = None
+    database_url: str,
+    workdir: Path,
+    *,
+    name: str,
+    profile_to: Path | None = None,
+    workers: int = 1,
 ) -> Iterator[ServerProcess]:
     """Start a server on a free port, yield it once it is SERVING, and stop it afterwards."""
-    server = _start(database_url, workdir, name, profile_to)
+    server = _start(database_url, workdir, name, profile_to, workers)
     try:
         yield server
     finally:

@@ -21,6 +21,8 @@ from jsonschema import (  # type: ignore[import-untyped,unused-ignore]
 
 from metareg.server.api.convert import update_from_proto, value_readers
 from metareg.server.domain.bundle import check_update
+from metareg.server.domain.fast_decoder import FastDecoder
+from metareg.server.domain.json_records import decode_records
 from metareg.server.domain.json_schema import export_json_schema
 from metareg.server.domain.validator import CompiledValidator
 from metareg.v1 import metadata_pb2 as mpb
@@ -67,6 +69,8 @@ class ValidationResults:
     fastjsonschema: Timing
     metareg_subset: Timing
     jsonschema_subset: Timing
+    json_fast: Timing
+    json_generic: Timing
 
     @property
     def vs_jsonschema(self) -> float:
@@ -82,6 +86,8 @@ class ValidationResults:
             "jsonschema_subset": {"records": self.subset, "with_embedding": self.subset_embeddings},
             "metareg_check": self.metareg.to_json(),
             "metareg_decode_from_proto_and_check": self.decode_and_check.to_json(),
+            "metareg_json_request_fast_path": self.json_fast.to_json(),
+            "metareg_json_request_generic_path": self.json_generic.to_json(),
             "fastjsonschema": self.fastjsonschema.to_json(),
             "metareg_check_on_subset": self.metareg_subset.to_json(),
             "jsonschema_on_subset": self.jsonschema_subset.to_json(),
@@ -141,6 +147,29 @@ def decode_and_check_metareg(
     return rejected
 
 
+def decode_json_requests(
+    validator: CompiledValidator, requests: Sequence[bytes], *, fast: FastDecoder | None
+) -> int:
+    """ApplyBundleRequests in the JSON form, from their bytes, as the server checks them:
+    the compiled fast path (`fast`), falling back to the generic decoder and the full
+    validator, which is all that runs when `fast` is None. Returns the rejected count."""
+    rejected = 0
+    for raw in requests:
+        body = mpb.ApplyBundleRequest.FromString(raw).updates_json
+        updates = fast.decode(body) if fast is not None else None
+        if updates is None:
+            updates = decode_records(body, validator.state, "updates_json")
+        for update in updates:
+            rejected += bool(check_update(validator, update, coerce_strings=False)[1])
+    return rejected
+
+
+def fast_path_declines(fast: FastDecoder, requests: Sequence[bytes]) -> int:
+    return sum(
+        fast.decode(mpb.ApplyBundleRequest.FromString(raw).updates_json) is None for raw in requests
+    )
+
+
 def check_jsonschema(validator: Draft202012Validator, instances: Sequence[object]) -> int:
     # list(iter_errors) collects every violation, as metareg's validator does.
     return sum(1 for instance in instances if list(validator.iter_errors(instance)))
@@ -193,11 +222,22 @@ def measure_validation(
     _require_rejects_samples(validator, json_validator, compiled)
 
     messages = [workload.update_message(r) for r in records]
+    requests = [
+        workload.json_bundle_request(chunk).SerializeToString()
+        for chunk in workload.chunks(records, 1000)
+    ]
+    fast = FastDecoder(validator.state)
+    if fast_path_declines(fast, requests):
+        raise BenchmarkSetupError("the compiled fast path declined valid workload bundles")
     instances = [workload.json_values(r.values) for r in records]
     few = records[:subset]
     few_instances = instances[:subset]
     _require_all_valid("metareg", check_metareg(validator, records))
     _require_all_valid("metareg (from proto)", decode_and_check_metareg(validator, messages))
+    _require_all_valid("metareg (JSON)", decode_json_requests(validator, requests, fast=fast))
+    _require_all_valid(
+        "metareg (JSON, generic)", decode_json_requests(validator, requests, fast=None)
+    )
     _require_all_valid("fastjsonschema", check_fastjsonschema(compiled, instances))
     _require_all_valid("jsonschema", check_jsonschema(json_validator, few_instances))
 
@@ -214,5 +254,11 @@ def measure_validation(
         metareg_subset=time_repeated(lambda: check_metareg(validator, few), len(few), repeats),
         jsonschema_subset=time_repeated(
             lambda: check_jsonschema(json_validator, few_instances), len(few), subset_repeats
+        ),
+        json_fast=time_repeated(
+            lambda: decode_json_requests(validator, requests, fast=fast), n, repeats
+        ),
+        json_generic=time_repeated(
+            lambda: decode_json_requests(validator, requests, fast=None), n, repeats
         ),
     )

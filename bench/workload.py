@@ -32,9 +32,12 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
+import msgspec
+
 from metareg.server.domain.schema import KeyDefinition, KeyType, SchemaState, SchemaVersion
 from metareg.v1 import metadata_pb2 as mpb
 from metareg.v1 import schema_pb2 as spb
+from metareg.v1.wire import float32_bytes
 
 SCHEMA_NAME = "bench-cameras"
 DEFAULT_SEED = 20240501
@@ -292,6 +295,28 @@ def bundle_request(records: Sequence[Record], schema: str = SCHEMA_NAME) -> mpb.
     for record in records:
         _fill_update(updates.add(), record)
     return request
+
+
+def json_updates(records: Sequence[Record]) -> bytes:
+    """The JSON record form of merge updates, embeddings as base64 of float32 (DESIGN §6)."""
+    return msgspec.json.encode(
+        [
+            {
+                "data_unit_id": r.data_unit_id,
+                "metadata": {
+                    k: float32_bytes(v) if type(v) is array else v for k, v in r.values.items()
+                },
+            }
+            for r in records
+        ]
+    )  # bytes values are written as base64 strings
+
+
+def json_bundle_request(
+    records: Sequence[Record], schema: str = SCHEMA_NAME
+) -> mpb.ApplyBundleRequest:
+    """An atomic ApplyBundleRequest carrying `records` in the JSON record form."""
+    return mpb.ApplyBundleRequest(schema=schema, updates_json=json_updates(records))
 
 
 def chunks(records: Sequence[Record], size: int) -> Iterator[Sequence[Record]]:
