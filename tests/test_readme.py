@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from metareg.v1 import schema_registry_pb2 as rpb
+
+from . import builders as b
 from .conftest import RunningServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,3 +42,20 @@ def test_stub_walkthrough_runs(server: RunningServer, tmp_path: Path) -> None:
     assert "INVALID_ARGUMENT changes[0]" in result.stdout
     assert "embedding size 4097 is out of range 1..4096" in result.stdout
     assert "delete_key clip (soft)" in result.stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_json_form_example_runs(server: RunningServer, tmp_path: Path) -> None:
+    server.registry.UpdateSchema(rpb.UpdateSchemaRequest(
+        name="cams", expected_version=0, changes=[
+            b.add_scalar("camera_id", "varchar"), b.add_embedding("clip", 512),
+        ]))  # fmt: skip
+    code = readme_block("json").replace("localhost:50051", server.address)
+    script = tmp_path / "json_form.py"
+    script.write_text(code)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2 [1, 1]"
+    stored = b.stored(server.metadata, "cams", "frame-1", "frame-2")
+    assert stored == {"frame-1": {"camera_id": "cam001", "clip": [0.25] * 512}, "frame-2": {}}
