@@ -14,7 +14,8 @@
 Depends only on the generated `metareg.v1` stubs, never on the server.
 """
 
-from ._bundle import Bundle, ChunkResult
+from ._bundle import Bundle
+from ._bundle_results import ChunkResult
 from ._client import Client
 from ._errors import (
     AlreadyExistsError,

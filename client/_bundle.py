@@ -6,31 +6,45 @@ bundle stops at the first failed request and raises BundleError, whose `results`
 for every update, whether it was applied, rejected, not applied or never sent.
 Every request carries a fresh idempotency key, so retrying it after UNAVAILABLE or
 DEADLINE_EXCEEDED can never apply it twice.
+
+Updates are encoded into the JSON record form as they are queued. While one request
+is in flight (on one background thread), the bundle goes on queueing and encoding the
+next, so the server applies request n while the client builds n+1; request n+1 is sent
+only once request n has answered, and results are collected in the caller's thread.
 """
 
 from __future__ import annotations
 
-import re
+import contextvars
 import uuid
 import warnings
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Literal, NoReturn, Protocol
 
-import grpc
-
 from metareg.v1 import metadata_pb2 as mpb
 
+from ._bundle_results import ChunkResult, SentRequest
 from ._errors import BundleError, CallError, ValueConversionError
-from ._results import FieldViolation, Outcome, UpdateResult, Violation
+from ._json_form import (
+    SchemaEmbeddings,
+    json_array,
+    metadata_json,
+    mode_end,
+    quoted_id,
+    record_json,
+)
+from ._results import Outcome, UpdateResult
 from ._transport import IDEMPOTENT_WRITE_RETRY_CODES, Transport
-from ._values import check_text, encode_metadata
 
 MAX_UPDATES_PER_REQUEST = 1000
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
 """Start a new request before one grows past this (the server accepts 64 MiB)."""
+_REQUEST_OVERHEAD = 64
+"""Bytes of a request besides its schema name and JSON: key, flags, field tags."""
 
 UpdateModeName = Literal["merge", "replace", "keep_existing"]
 _MODES = {
@@ -38,22 +52,6 @@ _MODES = {
     "replace": mpb.UPDATE_MODE_REPLACE,
     "keep_existing": mpb.UPDATE_MODE_KEEP_EXISTING,
 }
-# Statuses with which the server has certainly written nothing of the request.
-_NOTHING_WRITTEN = frozenset(
-    {
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.ALREADY_EXISTS,
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.UNIMPLEMENTED,
-        grpc.StatusCode.OUT_OF_RANGE,
-    }
-)
-_UPDATE_FIELD = re.compile(r"^updates\[(\d+)\]")
 
 
 def update_mode(mode: str) -> int:
@@ -61,31 +59,6 @@ def update_mode(mode: str) -> int:
         return int(_MODES[mode.lower()])
     except (KeyError, AttributeError):
         raise ValueError(f"unknown mode {mode!r}; use one of: {', '.join(_MODES)}") from None
-
-
-@dataclass(frozen=True)
-class ChunkResult:
-    """One ApplyBundle request of a bundle: updates `first` .. `first + size - 1`."""
-
-    index: int
-    first: int
-    size: int
-    idempotency_key: str
-    schema_version: int = 0
-    applied: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    replayed: bool = False
-    error: CallError | None = None
-    results: tuple[UpdateResult, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def last(self) -> int:
-        return self.first + self.size - 1
 
 
 class ProgressBar(Protocol):
@@ -97,14 +70,35 @@ class ProgressBar(Protocol):
 Progress = Callable[[ChunkResult], object] | ProgressBar
 
 
+@dataclass(slots=True)
+class _Queued:
+    """The updates of the next request, from bundle index `first`: JSON objects and ids."""
+
+    first: int
+    elements: list[bytes] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    size: int = 0  # JSON bytes, separators included
+
+
+def _apply(transport: Transport, request: mpb.ApplyBundleRequest) -> mpb.ApplyBundleResponse:
+    # A function of the transport only, so that a request in flight keeps no bundle alive.
+    return transport.call(
+        transport.metadata_service.ApplyBundle, request, retry_on=IDEMPOTENT_WRITE_RETRY_CODES
+    )
+
+
 class Bundle:
     """Updates for one schema, sent every 1000 updates and at the end of a `with` block.
 
-    Use as a context manager (`with client.bundle("cams") as bundle:`). Nothing pending
+    Use as a context manager (`with client.bundle("cams") as bundle:`). Nothing queued
     is sent if the block raises. `results` lists one UpdateResult per update, in order.
     With `partial=True` the valid updates of each request commit and invalid ones are
     reported as REJECTED; by default one invalid update rejects its whole request and
     the bundle stops there with BundleError.
+
+    At most one request is in flight while the next is being queued. Its failure is
+    raised by the call that next waits for it: the `update()` that sends the following
+    request, `flush()` or `close()`; every update queued after it is then NOT_SENT.
     """
 
     def __init__(
@@ -131,17 +125,25 @@ class Bundle:
         self._transport = transport
         self._progress = progress
         self._max_updates = max(1, min(max_updates, MAX_UPDATES_PER_REQUEST))
-        self._max_bytes = max_request_bytes
-        self._request: mpb.ApplyBundleRequest | None = None
-        self._request_bytes = 0
-        self._first = 0  # bundle index of the pending request's first update
+        self._max_bytes = (
+            max_request_bytes - _REQUEST_OVERHEAD - len(schema.encode(errors="replace"))
+        )
+        self._embeddings = SchemaEmbeddings(transport, schema)
+        self._queued = _Queued(0)
+        self._in_flight: tuple[SentRequest, Future[mpb.ApplyBundleResponse]] | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._closed = False
 
     def __del__(self) -> None:
-        if getattr(self, "_request", None) is not None and not self._closed and self.pending:
+        if getattr(self, "_closed", True):
+            return
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+        if self.pending or self._in_flight is not None:
+            unread = " and a request whose result was never read" if self._in_flight else ""
             warnings.warn(
                 f"a Bundle for {self.schema!r} was dropped with {self.pending} unsent "
-                "update(s); use it in a `with` block or call close()",
+                f"update(s){unread}; use it in a `with` block or call close()",
                 ResourceWarning,
                 stacklevel=2,
             )
@@ -165,7 +167,7 @@ class Bundle:
     @property
     def pending(self) -> int:
         """Updates queued but not sent yet."""
-        return len(self._request.updates) if self._request is not None else 0
+        return len(self._queued.ids)
 
     @property
     def failed_chunk(self) -> ChunkResult | None:
@@ -188,97 +190,131 @@ class Bundle:
         """Queue one update; sends a request when 1000 are queued (or ~32 MiB).
 
         merge (RFC 7386: a None value removes the key), replace (the record becomes exactly
-        these keys) or keep_existing (only keys the record lacks are added).
+        these keys) or keep_existing (only keys the record lacks are added). A value with
+        no metadata representation raises ValueConversionError and queues nothing.
         """
+        self._check_open()
+        end = mode_end(mode)
+        quoted = quoted_id(data_unit_id)
+        try:
+            values = metadata_json(metadata, self._embeddings, flatten_nested=self.flatten_nested)
+        except ValueConversionError as error:
+            raise ValueConversionError(
+                f"data unit {data_unit_id!r}: {error.message}", error.key
+            ) from None
+        self._queue(data_unit_id, record_json(quoted, values, end))
+
+    def _update_json(
+        self, data_unit_id: str, metadata: bytes, mode: UpdateModeName | str = "merge"
+    ) -> None:
+        """`update()` for metadata that is already one JSON object's UTF-8 bytes (the CLI
+        passes file lines through). It is sent as it is: the caller makes sure it is an
+        object with no number beyond a double, since the server refuses the whole request
+        for JSON it cannot decode."""
+        self._check_open()
+        end = mode_end(mode)
+        self._queue(data_unit_id, record_json(quoted_id(data_unit_id), metadata, end))
+
+    def flush(self) -> None:
+        """Send the queued updates now and wait for every answer (raises BundleError if a
+        request failed)."""
+        self._collect()
+        if not self._queued.ids:
+            return
+        sent, request = self._take_request()
+        try:
+            response = _apply(self._transport, request)
+        except CallError as error:
+            self._record_failure(sent, error, stop=True)
+        else:
+            self._record(sent.answered(response))
+
+    def close(self) -> None:
+        """Send what is queued, wait for it, and close the bundle."""
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._stop_thread()
+
+    # --- queueing and sending ------------------------------------------------------
+
+    def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(
                 "this bundle is closed (it was sent, or stopped after a failed request); "
                 "start a new one with client.bundle(...)"
             )
-        mode_value = update_mode(mode)
-        if type(data_unit_id) is not str:
-            raise ValueConversionError(f"data_unit_id must be a string, not {data_unit_id!r}")
-        check_text(data_unit_id, "data_unit_id")
-        request = self._request or self._start_request()
-        update = request.updates.add(data_unit_id=data_unit_id, mode=mode_value)
-        try:
-            encode_metadata(metadata, update.metadata, flatten_nested=self.flatten_nested)
-        except ValueConversionError as error:
-            del request.updates[-1]
-            raise ValueConversionError(
-                f"data unit {data_unit_id!r}: {error.message}", error.key
-            ) from None
-        size = update.ByteSize() + 8  # plus the field tag and length prefix
-        if self._request_bytes + size > self._max_bytes and len(request.updates) > 1:
-            request = self._send_all_but_last(request)
-        self._request_bytes += size
-        if len(request.updates) >= self._max_updates:
-            self.flush()
 
-    def flush(self) -> None:
-        """Send the queued updates now (raises BundleError if the request fails)."""
-        request, self._request = self._request, None
-        if request is not None and request.updates:
-            self._send(request)
+    def _queue(self, data_unit_id: str, element: bytes) -> None:
+        queued = self._queued
+        size = len(element) + 1
+        queued.elements.append(element)
+        queued.ids.append(data_unit_id)
+        if queued.size + size > self._max_bytes and len(queued.ids) > 1:
+            # The newest update starts the next request. It is queued before the send,
+            # which waits for the request in flight, so that a failure reports it NOT_SENT.
+            self._send_in_background(hold_last=True)
+            self._queued.size = size
+        else:
+            queued.size += size
+        if len(self._queued.ids) >= self._max_updates:
+            self._send_in_background()
 
-    def close(self) -> None:
-        """Send what is queued and close the bundle."""
-        try:
-            self.flush()
-        finally:
-            self._closed = True
-
-    # --- sending ----------------------------------------------------------------
-
-    def _start_request(self) -> mpb.ApplyBundleRequest:
-        self._request = mpb.ApplyBundleRequest(
-            schema=self.schema, partial=self.partial, coerce_strings=self.coerce_strings
+    def _take_request(
+        self, *, hold_last: bool = False
+    ) -> tuple[SentRequest, mpb.ApplyBundleRequest]:
+        """The queued updates (all but the newest with `hold_last`) as the next request."""
+        queued = self._queued
+        if hold_last:
+            last = len(queued.ids) - 1
+            self._queued = _Queued(queued.first + last, [queued.elements.pop()], [queued.ids.pop()])
+        else:
+            self._queued = _Queued(queued.first + len(queued.ids))
+        key = uuid.uuid4().hex
+        request = mpb.ApplyBundleRequest(
+            schema=self.schema,
+            updates_json=json_array(queued.elements),
+            partial=self.partial,
+            coerce_strings=self.coerce_strings,
+            idempotency_key=key,
         )
-        self._request_bytes = 0
-        return self._request
+        return SentRequest(len(self.chunks), queued.first, queued.ids, key), request
 
-    def _send_all_but_last(self, request: mpb.ApplyBundleRequest) -> mpb.ApplyBundleRequest:
-        """Send the queued updates except the newest, which starts the next request
-        (queued before sending, so that a failure reports it as NOT_SENT)."""
-        following = self._start_request()
-        following.updates.append(request.updates[-1])
-        del request.updates[-1]
-        self._send(request)
-        return following
+    def _send_in_background(self, *, hold_last: bool = False) -> None:
+        self._collect()  # requests are applied in order: n+1 only once n has answered
+        sent, request = self._take_request(hold_last=hold_last)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metareg-bundle")
+        # In the caller's context, so that what rides on context variables (a trace's
+        # span, say) sees the request as the caller's.
+        call = contextvars.copy_context().run
+        self._in_flight = (sent, self._executor.submit(call, _apply, self._transport, request))
 
-    def _send(self, request: mpb.ApplyBundleRequest) -> None:
-        first, size = self._first, len(request.updates)
-        self._first += size
-        request.idempotency_key = uuid.uuid4().hex
-        index = len(self.chunks)
+    def _collect(self, *, stop: bool = True) -> None:
+        """Wait for the request in flight and record its result (BundleError if it failed
+        and `stop`)."""
+        if self._in_flight is None:
+            return
+        sent, answer = self._in_flight
         try:
-            response = self._transport.call(
-                self._transport.metadata_service.ApplyBundle,
-                request,
-                retry_on=IDEMPOTENT_WRITE_RETRY_CODES,
-            )
+            response = answer.result()
         except CallError as error:
-            results = _failed_results(error, request, first, index)
-            chunk = ChunkResult(
-                index, first, size, request.idempotency_key, error=error, results=results
-            )
-            self._record(chunk)
+            self._in_flight = None
+            self._record_failure(sent, error, stop=stop)
+            return
+        except BaseException:
+            if answer.done():  # not an interrupted wait: the request itself broke
+                self._in_flight = None
+            raise
+        self._in_flight = None
+        self._record(sent.answered(response))
+
+    def _record_failure(self, sent: SentRequest, error: CallError, *, stop: bool) -> None:
+        chunk = sent.failed(error)
+        self._record(chunk)
+        if stop:
             self._fail(chunk, error)
-        results = tuple(UpdateResult.from_proto(r, first, index) for r in response.results)
-        self._record(
-            ChunkResult(
-                index,
-                first,
-                size,
-                request.idempotency_key,
-                schema_version=response.schema_version,
-                applied=response.applied_count,
-                unchanged=response.unchanged_count,
-                rejected=response.rejected_count,
-                replayed=response.replayed,
-                results=results,
-            )
-        )
 
     def _record(self, chunk: ChunkResult) -> None:
         self.counts.update(r.outcome for r in chunk.results)
@@ -294,17 +330,26 @@ class Bundle:
         else:
             self._progress.update(chunk.size)
 
+    def _stop_thread(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            # Nothing is in flight unless a wait was interrupted; then do not block again.
+            executor.shutdown(wait=self._in_flight is None, cancel_futures=True)
+
     def _abandon(self) -> list[UpdateResult]:
-        """Close without sending; what was queued becomes NOT_SENT."""
-        self._closed = True
-        request, self._request = self._request, None
-        if request is None:
-            return []
+        """Close without sending; what was queued becomes NOT_SENT. A request in flight
+        was sent: it is waited for and its result recorded."""
+        try:
+            self._collect(stop=False)
+        finally:
+            self._closed = True
+            self._stop_thread()
+        queued = self._queued
+        self._queued = _Queued(queued.first + len(queued.ids))
         unsent = [
-            UpdateResult(self._first + i, u.data_unit_id, Outcome.NOT_SENT, chunk=len(self.chunks))
-            for i, u in enumerate(request.updates)
+            UpdateResult(queued.first + i, duid, Outcome.NOT_SENT, chunk=len(self.chunks))
+            for i, duid in enumerate(queued.ids)
         ]
-        self._first += len(unsent)
         self.counts.update(r.outcome for r in unsent)
         if self.keep_results:
             self.results.extend(unsent)
@@ -327,46 +372,3 @@ class Bundle:
         )
         results = self.results if self.keep_results else [*chunk.results, *unsent]
         raise BundleError(message, cause=error, failed_chunk=chunk, results=results) from error
-
-
-def _rejection_results(
-    error: CallError, request: mpb.ApplyBundleRequest, first: int, chunk: int
-) -> dict[int, UpdateResult]:
-    """Rejected updates (request-local index -> result) from the error's details."""
-    rejected: dict[int, UpdateResult] = {}
-    for detail in error.details:
-        if isinstance(detail, mpb.BundleRejection):
-            for result in detail.results:
-                rejected[result.index] = UpdateResult.from_proto(result, first, chunk)
-    # The BundleRejection detail may have been cut to its byte budget; the BadRequest
-    # violations name every rejected update that it left out.
-    by_update: dict[int, list[FieldViolation]] = defaultdict(list)
-    for violation in error.violations:
-        match = _UPDATE_FIELD.match(violation.field)
-        if match is not None:
-            by_update[int(match.group(1))].append(violation)
-    for local, found in by_update.items():
-        if local in rejected or local >= len(request.updates):
-            continue
-        duid = request.updates[local].data_unit_id
-        violations = tuple(
-            Violation(v.field, first + local, duid, "", v.reason, "", v.description) for v in found
-        )
-        rejected[local] = UpdateResult(
-            first + local, duid, Outcome.REJECTED, violations=violations, chunk=chunk
-        )
-    return rejected
-
-
-def _failed_results(
-    error: CallError, request: mpb.ApplyBundleRequest, first: int, chunk: int
-) -> tuple[UpdateResult, ...]:
-    if error.code in _NOTHING_WRITTEN:
-        rejected = _rejection_results(error, request, first, chunk)
-        default = Outcome.NOT_APPLIED
-    else:
-        rejected, default = {}, Outcome.UNKNOWN
-    return tuple(
-        rejected.get(i) or UpdateResult(first + i, u.data_unit_id, default, chunk=chunk)
-        for i, u in enumerate(request.updates)
-    )

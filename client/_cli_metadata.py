@@ -155,7 +155,8 @@ def validate(
             summary = validate_records(
                 client,
                 name,
-                read_records(file, kind, key_types),
+                # Without flattening, JSONL metadata goes to the server as the file has it.
+                read_records(file, kind, key_types, pass_through=not flatten_nested),
                 rejected,
                 bar,
                 coerce_strings=coerce_strings or kind == "csv",
@@ -211,7 +212,8 @@ def apply(
             summary = apply_records(
                 client,
                 name,
-                read_records(file, kind, key_types),
+                # Without flattening, JSONL metadata goes to the server as the file has it.
+                read_records(file, kind, key_types, pass_through=not flatten_nested),
                 rejected,
                 bar,
                 mode=mode,

@@ -219,16 +219,24 @@ class Client:
         against the same schema version. A record whose values have no metadata
         representation (e.g. a nested object) is reported with rule "value".
         """
-        validation = Validation(
+        validation = self._validation(
+            name, version=version, coerce_strings=coerce_strings, flatten_nested=flatten_nested
+        )
+        for data_unit_id, metadata in as_pairs(records):
+            validation.add(data_unit_id, metadata)
+        return validation.report()
+
+    def _validation(
+        self, name: str, *, version: int = 0, coerce_strings: bool, flatten_nested: bool
+    ) -> Validation:
+        """What `validate` uses; the CLI adds file lines to it page by page."""
+        return Validation(
             self._transport,
             name,
             version=version,
             coerce_strings=coerce_strings,
             flatten_nested=flatten_nested,
         )
-        for data_unit_id, metadata in as_pairs(records):
-            validation.add(data_unit_id, metadata)
-        return validation.report()
 
     def bundle(
         self,

@@ -6,6 +6,11 @@ column per key. CSV cells are text; embedding and `keyframes` cells are JSON lis
 are parsed here, number and boolean cells are sent as text for the server to convert
 (the `coerce_strings` request flag), and an empty cell means "no value". Either format
 may be gzip-compressed (`.gz`).
+
+With `pass_through`, a JSONL line's metadata is kept as the JSON bytes it was in the
+file and sent as it is (the JSON record form), instead of being decoded into Python
+values and encoded again; lines that are not plainly fine take the decoded path, which
+reports what is wrong with them exactly as without it.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ import csv
 import gzip
 import json
 import os
+import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
+
+import msgspec
 
 from ._errors import DataFileError
 
@@ -37,6 +45,15 @@ class SourceRecord:
     data_unit_id: str
     metadata: dict[str, object]
     error: str = ""
+    metadata_json: bytes = b""
+    """The metadata as the line's JSON object, when passed through (`metadata` is empty)."""
+
+    def decoded_metadata(self) -> dict[str, object]:
+        """The metadata as Python values, also when it was passed through as JSON."""
+        if self.metadata_json:
+            decoded: dict[str, object] = json.loads(self.metadata_json)
+            return decoded
+        return self.metadata
 
 
 def data_format(path: str | os.PathLike[str]) -> DataFormat | None:
@@ -88,6 +105,8 @@ def _jsonl_record(line_number: int, line: str) -> SourceRecord | None:
         item = json.loads(line)
     except json.JSONDecodeError as error:
         return SourceRecord(line_number, "", {}, f"not valid JSON: {error.msg}")
+    except ValueError as error:  # an integer of more digits than Python converts
+        return SourceRecord(line_number, "", {}, f"not valid JSON: {error}")
     except RecursionError:
         return SourceRecord(line_number, "", {}, "JSON nested too deeply")
     if not isinstance(item, dict):
@@ -101,11 +120,42 @@ def _jsonl_record(line_number: int, line: str) -> SourceRecord | None:
     return SourceRecord(line_number, data_unit_id, metadata)
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> Iterator[SourceRecord]:
+class _Line(msgspec.Struct):
+    """A JSONL line with its metadata left undecoded; other fields are ignored."""
+
+    data_unit_id: str
+    metadata: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+_LINE = msgspec.json.Decoder(_Line)
+# Number literals that a double may not hold: a 3-digit exponent, or 200 digits in a row
+# (an integer part that long). msgspec does not range-check the numbers it skips, and
+# the server refuses a whole request for one; such lines take the decoded path, which
+# reports them as the line's reject. Text that merely looks like one costs only that.
+_BIG_NUMBER = re.compile(rb"[0-9][eE][+-]?[0-9]{3}|[0-9]{200}")
+
+
+def _passed_through(line_number: int, line: str) -> SourceRecord | None:
+    """The line with its metadata as JSON bytes; None unless that is plainly right."""
+    try:
+        item = _LINE.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+    metadata = bytes(item.metadata)
+    if metadata[:1] != b"{" or _BIG_NUMBER.search(metadata):
+        return None
+    return SourceRecord(line_number, item.data_unit_id, {}, metadata_json=metadata)
+
+
+def read_jsonl(
+    path: str | os.PathLike[str], *, pass_through: bool = False
+) -> Iterator[SourceRecord]:
     number = 0
     with _reading(path, lambda: number), _open(Path(path)) as stream:
         for number, line in enumerate(stream, start=1):
-            record = _jsonl_record(number, line)
+            record = _passed_through(number, line) if pass_through else None
+            if record is None:
+                record = _jsonl_record(number, line)
             if record is not None:
                 yield record
 
@@ -163,8 +213,11 @@ def read_records(
     path: str | os.PathLike[str],
     kind: DataFormat,
     key_types: Mapping[str, str] | None = None,
+    *,
+    pass_through: bool = False,
 ) -> Iterator[SourceRecord]:
-    """Stream the records of a JSONL or CSV file (never the whole file in memory)."""
+    """Stream the records of a JSONL or CSV file (never the whole file in memory);
+    `pass_through` keeps JSONL metadata as JSON bytes (see the module docstring)."""
     if kind == "csv":
         return read_csv(path, key_types)
-    return read_jsonl(path)
+    return read_jsonl(path, pass_through=pass_through)

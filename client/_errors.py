@@ -56,7 +56,7 @@ from ._results import (
 )
 
 if TYPE_CHECKING:
-    from ._bundle import ChunkResult
+    from ._bundle_results import ChunkResult
 
 
 class MetaregError(Exception):

@@ -1,7 +1,9 @@
 """Stream a metadata file through validation or a bundle, writing rejects as they happen.
 
 Memory stays flat whatever the file size: records are read one line at a time, at most
-one request (1000 records) is held, and per-update results are not accumulated.
+two requests (1000 records each: one in flight, one being queued) are held, and
+per-update results are not accumulated. JSONL metadata read with `pass_through` is sent
+as the file's JSON bytes and decoded only for the rejects file.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Protocol
 
-from ._bundle import ChunkResult
+from ._bundle_results import ChunkResult
 from ._client import Client
 from ._datafiles import SourceRecord
 from ._errors import BundleError, DeadlineExceededError, UnavailableError, ValueConversionError
@@ -47,7 +49,7 @@ class RejectsFile:
         line = {
             "line": record.line,
             "data_unit_id": record.data_unit_id,
-            "metadata": record.metadata,
+            "metadata": record.decoded_metadata(),
             "outcome": outcome,
             "violations": entries,
         }
@@ -116,7 +118,8 @@ def apply_records(
     flatten_nested: bool,
 ) -> Summary:
     summary = Summary()
-    window: dict[int, SourceRecord] = {}  # bundle index -> line, for the in-flight request
+    # bundle index -> line, for the requests queued and in flight
+    window: dict[int, SourceRecord] = {}
 
     failed_lines: list[int] = []
 
@@ -154,7 +157,10 @@ def apply_records(
                     continue
                 window[index] = record
                 try:
-                    bundle.update(record.data_unit_id, record.metadata, mode=mode)
+                    if record.metadata_json and not flatten_nested:
+                        bundle._update_json(record.data_unit_id, record.metadata_json, mode)
+                    else:
+                        bundle.update(record.data_unit_id, record.decoded_metadata(), mode=mode)
                 except ValueConversionError as error:
                     del window[index]
                     reject_locally(record, _local_reject(record, error.message, error.key or ""))
@@ -202,18 +208,18 @@ def validate_records(
 ) -> Summary:
     summary = Summary()
     page: list[SourceRecord] = []
-    version = 0
+    # One validation for the whole file: every page is checked against the same version.
+    validation = client._validation(
+        schema, coerce_strings=coerce_strings, flatten_nested=flatten_nested
+    )
 
     def check_page() -> None:
-        nonlocal version
-        report = client.validate(
-            schema,
-            [(r.data_unit_id, r.metadata) for r in page],
-            version=version,
-            coerce_strings=coerce_strings,
-            flatten_nested=flatten_nested,
-        )
-        version = report.schema_version
+        for record in page:
+            if record.metadata_json and not flatten_nested:
+                validation.add_json(record.data_unit_id, record.metadata_json)
+            else:
+                validation.add(record.data_unit_id, record.decoded_metadata())
+        report = validation.page_report()
         summary.counts["valid"] += report.valid_count
         summary.counts["invalid"] += report.invalid_count
         for invalid in report.invalid_records:

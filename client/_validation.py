@@ -3,7 +3,8 @@
 Every page is checked against the same schema version (the latest one when the first
 page is sent, unless a version is given). A record whose Python values cannot be sent
 at all (a nested object, a list of strings…) is reported as a violation with rule
-"value" instead of failing the whole call.
+"value" instead of failing the whole call. Records travel in the JSON record form
+(`records_json`), encoded once as they are added.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from collections.abc import Mapping
 from metareg.v1 import metadata_pb2 as mpb
 
 from ._errors import ValueConversionError
+from ._json_form import SchemaEmbeddings, json_array, metadata_json, quoted_id, record_json
 from ._results import RecordReport, ValidationReport, Violation
 from ._transport import READ_RETRY_CODES, Transport
-from ._values import check_text, encode_metadata
 
 MAX_RECORDS_PER_REQUEST = 1000
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
@@ -47,52 +48,64 @@ class Validation:
         self._version = version
         self._coerce = coerce_strings
         self._flatten = flatten_nested
+        self._embeddings = SchemaEmbeddings(transport, schema, version)
         self._invalid: list[RecordReport] = []
         self._valid = 0
         self._count = 0  # records seen so far
-        self._request = self._new_request()
+        self._elements: list[bytes] = []  # the queued records' JSON objects
         self._positions: list[int] = []  # input index of each record of the request
         self._bytes = 0
-
-    def _new_request(self) -> mpb.ValidateMetadataRequest:
-        return mpb.ValidateMetadataRequest(
-            schema=self._schema, schema_version=self._version, coerce_strings=self._coerce
-        )
 
     def add(self, data_unit_id: str, metadata: Mapping[str, object]) -> None:
         index = self._count
         self._count += 1
-        if type(data_unit_id) is not str:
-            error = ValueConversionError(f"data_unit_id must be a string, not {data_unit_id!r}")
-            self._invalid.append(_conversion_report(index, repr(data_unit_id), error))
-            return
         try:
-            check_text(data_unit_id, "data_unit_id")
+            quoted = quoted_id(data_unit_id)
         except ValueConversionError as error:
             self._invalid.append(_conversion_report(index, repr(data_unit_id), error))
             return
-        record = self._request.records.add(data_unit_id=data_unit_id)
         try:
-            encode_metadata(metadata, record.metadata, flatten_nested=self._flatten)
+            values = metadata_json(metadata, self._embeddings, flatten_nested=self._flatten)
         except ValueConversionError as error:
-            del self._request.records[-1]
             self._invalid.append(_conversion_report(index, data_unit_id, error))
             return
+        self._queue(index, record_json(quoted, values))
+
+    def add_json(self, data_unit_id: str, metadata: bytes) -> None:
+        """`add()` for metadata that is already one JSON object's UTF-8 bytes, sent as it
+        is (see Bundle._update_json for what the caller makes sure of)."""
+        index = self._count
+        self._count += 1
+        try:
+            quoted = quoted_id(data_unit_id)
+        except ValueConversionError as error:
+            self._invalid.append(_conversion_report(index, repr(data_unit_id), error))
+            return
+        self._queue(index, record_json(quoted, metadata))
+
+    def _queue(self, index: int, element: bytes) -> None:
+        self._elements.append(element)
         self._positions.append(index)
-        self._bytes += record.ByteSize() + 8
+        self._bytes += len(element) + 1
         if len(self._positions) >= MAX_RECORDS_PER_REQUEST or self._bytes > MAX_REQUEST_BYTES:
             self._send()
 
     def _send(self) -> None:
-        request, positions = self._request, self._positions
-        self._request, self._positions, self._bytes = self._new_request(), [], 0
-        if not request.records:
+        elements, positions = self._elements, self._positions
+        self._elements, self._positions, self._bytes = [], [], 0
+        if not elements:
             return
+        request = mpb.ValidateMetadataRequest(
+            schema=self._schema,
+            schema_version=self._version,
+            coerce_strings=self._coerce,
+            records_json=json_array(elements),
+        )
         response = self._transport.call(
             self._transport.metadata_service.ValidateMetadata, request, retry_on=READ_RETRY_CODES
         )
         # Later requests check the same version.
-        self._version = self._request.schema_version = response.schema_version
+        self._version = response.schema_version
         self._valid += response.valid_count
         for record in response.invalid_records:
             offset = positions[record.index] - record.index
@@ -108,3 +121,10 @@ class Validation:
         self._send()
         invalid = sorted(self._invalid, key=lambda r: r.index)
         return ValidationReport(self._version, invalid, self._valid)
+
+    def page_report(self) -> ValidationReport:
+        """The report of the records added since the last call, their indexes counted
+        from there; later records are checked against the same schema version."""
+        report = self.report()
+        self._invalid, self._valid, self._count = [], 0, 0
+        return report

@@ -1,5 +1,7 @@
 """Python values <-> metareg.v1.Value, with a packed-bytes fast path for embeddings.
 
+The typed form, for update_by_filter, reads and offline checks; bundles and validation
+send the JSON record form (`_json_form`), which follows the same value rules.
 str, float, int, bool and None map to the scalar kinds (a bool is never a number).
 A list of floats, an `array.array` of floats or a numpy-like float array is an
 embedding; a list of ints is an int list (the reserved `keyframes` key). Datetimes
@@ -86,7 +88,7 @@ def encode_value(value: object, target: mpb.Value) -> None:
         try:
             target.string_value = value
         except UnicodeEncodeError:
-            raise ValueConversionError(_not_utf8(str(value))) from None
+            raise ValueConversionError(not_utf8(str(value))) from None
     elif kind is bool:
         target.bool_value = value
     elif kind is float or kind is int:
@@ -136,7 +138,7 @@ def flatten(metadata: Mapping[str, object], prefix: str = "") -> dict[str, objec
     return flat
 
 
-def _not_utf8(text: str) -> str:
+def not_utf8(text: str) -> str:
     return f"{text[:40]!r} is not valid UTF-8 text (it holds a lone surrogate)"
 
 
@@ -145,7 +147,7 @@ def check_text(text: str, what: str) -> None:
     try:
         text.encode()
     except UnicodeEncodeError:
-        raise ValueConversionError(f"{what} {_not_utf8(text)}") from None
+        raise ValueConversionError(f"{what} {not_utf8(text)}") from None
 
 
 def encode_metadata(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,6 +32,15 @@ class CallRecorder(grpc.UnaryUnaryClientInterceptor):
     ) -> Any:
         self.calls.append((details.method.rsplit("/", 1)[-1], request))
         return continuation(details, request)
+
+
+def sent_updates(request: Any) -> list[dict[str, Any]]:
+    """The updates (or records) of an ApplyBundle (ValidateMetadata) request the client
+    sent: it sends the JSON record form, never the typed fields."""
+    assert not (request.updates if hasattr(request, "updates") else request.records)
+    raw = request.updates_json if hasattr(request, "updates_json") else request.records_json
+    decoded: list[dict[str, Any]] = json.loads(raw)
+    return decoded
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from metareg.client import BundleError, Client, Outcome
 from metareg.v1 import metadata_pb2 as mpb
 
 from ..conftest import RunningServer
-from .conftest import CallRecorder
+from .conftest import CallRecorder, sent_updates
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def test_2500_updates_make_exactly_3_requests(cams: Client, recorder: CallRecord
             bundle.update(f"u{i}", {"n": i})
         assert bundle.pending == 500  # two requests sent, the rest at exit
     requests = recorder.requests("ApplyBundle")
-    assert [len(r.updates) for r in requests] == [1000, 1000, 500]
+    assert [len(sent_updates(r)) for r in requests] == [1000, 1000, 500]
     assert len({r.idempotency_key for r in requests}) == 3
     assert [(c.first, c.size) for c in bundle.chunks] == [(0, 1000), (1000, 1000), (2000, 500)]
     assert [r.index for r in bundle.results] == list(range(2500))
@@ -58,10 +58,13 @@ def test_an_invalid_update_in_the_second_chunk_rejects_only_that_chunk(
     assert (error.failed_chunk.first, error.failed_chunk.last) == (1000, 1999)
     assert error.cause.code is grpc.StatusCode.INVALID_ARGUMENT
     assert "request 2 of the bundle (updates 1000..1999)" in str(error)
-    # The failure surfaced while sending update 1999's request: the loop stopped there.
+    assert "500 queued update(s) were not sent" in str(error)
+    # Request 2 was in flight while updates 2000.. were queued; its failure surfaced
+    # when the bundle waited for it, at exit, and those updates were never sent.
     results = bundle.results
     assert results == error.results
-    assert len(results) == 2000
+    assert len(results) == 2500
+    assert {r.outcome for r in results[2000:]} == {Outcome.NOT_SENT}
     assert {r.outcome for r in results[:1000]} == {Outcome.APPLIED}
     assert {r.chunk for r in results[:1000]} == {0}
     bad = results[1500]
@@ -125,7 +128,7 @@ def test_large_bundles_are_split_by_size(cams: Client, recorder: CallRecorder) -
     sizes = [r.ByteSize() for r in recorder.requests("ApplyBundle")]
     assert len(sizes) > 1
     assert max(sizes) <= limit
-    assert sum(len(r.updates) for r in recorder.requests("ApplyBundle")) == 150
+    assert sum(len(sent_updates(r)) for r in recorder.requests("ApplyBundle")) == 150
     assert bundle.applied_count == 150
     assert cams.get_metadata("cams", ["v149"])["v149"]["clip"] == [0.25] * 512
 
@@ -226,15 +229,15 @@ def test_progress_accepts_a_callable_or_a_tqdm_like_bar(cams: Client) -> None:
 
 
 def test_an_update_split_off_a_failed_request_is_reported_not_sent(cams: Client) -> None:
-    vector = [0.5] * 512
-    bundle = cams.bundle("cams", max_request_bytes=5000)  # two such updates per request
+    vector = [0.5] * 512  # 2732 characters of base64 in an update of ~2780 bytes
+    bundle = cams.bundle("cams", max_request_bytes=6000)  # two such updates per request
 
     def send() -> None:
         with bundle:
             bundle.update("u0", {"clip": vector})
             bundle.update("u1", {"clip": vector, "n": "bad"})
             bundle.update("u2", {"clip": vector})  # sends u0 and u1, which fail
-            bundle.update("u3", {"clip": vector})
+            bundle.update("u3", {"clip": vector})  # queued with u2 while they are in flight
 
     with pytest.raises(BundleError) as caught:
         send()
@@ -242,5 +245,6 @@ def test_an_update_split_off_a_failed_request_is_reported_not_sent(cams: Client)
         ("u0", Outcome.NOT_APPLIED),
         ("u1", Outcome.REJECTED),
         ("u2", Outcome.NOT_SENT),
+        ("u3", Outcome.NOT_SENT),
     ]
     assert caught.value.results[2].index == 2

@@ -8,7 +8,7 @@ import pytest
 
 from metareg.client import Client, Outcome
 
-from .conftest import CallRecorder
+from .conftest import CallRecorder, sent_updates
 
 
 @pytest.fixture
@@ -48,7 +48,8 @@ def test_validate_accepts_lists_and_pages_by_1000(cams: Client, recorder: CallRe
     records[1500]["metadata"] = {"score": "x"}
     records.append(("pair", {"score": 1}))  # type: ignore[arg-type]
     report = cams.validate("cams", records)
-    assert [len(r.records) for r in recorder.requests("ValidateMetadata")] == [1000, 1000, 301]
+    sent = [sent_updates(r) for r in recorder.requests("ValidateMetadata")]
+    assert [len(records) for records in sent] == [1000, 1000, 301]
     assert (report.valid_count, report.invalid_count) == (2300, 1)
     [bad] = report.invalid_records
     assert (bad.index, bad.data_unit_id) == (1500, "u1500")
