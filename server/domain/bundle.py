@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import msgspec
+
 from .names import data_unit_id_problem, shorten
 from .query.index import IndexEntry, index_entries
 from .schema import KeyDefinition
@@ -95,8 +97,10 @@ class Outcome(enum.Enum):
     NOT_APPLIED = "not_applied"
 
 
-@dataclass(slots=True)
-class UpdateResult:
+class UpdateResult(msgspec.Struct, array_like=True, gc=False):
+    """One update's outcome. A msgspec struct: as JSON it is the array
+    [index, data_unit_id, outcome, revision, problems], stored with idempotency keys."""
+
     index: int
     data_unit_id: str
     outcome: Outcome

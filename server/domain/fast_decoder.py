@@ -64,7 +64,11 @@ class FastDecoder:
             rename[name] = definition.key
             if check is not None:
                 post.append((definition.key, check))
-        metadata = msgspec.defstruct("Metadata", fields, rename=rename, forbid_unknown_fields=True)
+        # gc=False: these structs hold only strings, numbers and lists of them, so they
+        # can form no cycles, and untracked ones decode about a third faster.
+        metadata = msgspec.defstruct(
+            "Metadata", fields, rename=rename, forbid_unknown_fields=True, gc=False
+        )
         record = msgspec.defstruct(
             "Record",
             [
@@ -73,6 +77,7 @@ class FastDecoder:
                 ("mode", _Mode, None),
             ],
             forbid_unknown_fields=True,
+            gc=False,
         )
         self._decoder: msgspec.json.Decoder[list[Any]] = msgspec.json.Decoder(list[record])  # type: ignore[valid-type]
         self._post = tuple(post)

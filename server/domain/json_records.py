@@ -34,7 +34,7 @@ MODES: Mapping[str | None, UpdateMode] = {
 }
 
 
-class _Record(msgspec.Struct, forbid_unknown_fields=True):
+class _Record(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     data_unit_id: str = ""
     metadata: dict[str, Any] = {}
     mode: str | None = None

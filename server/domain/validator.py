@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+import msgspec
 import orjson
 
 from .names import (
@@ -40,11 +41,11 @@ _VALUE_KINDS: dict[KeyType, type] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
+class Problem(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One violation inside a record. `key` is empty for record-level rules.
 
-    `shown` is the offending value, shortened for display.
+    `shown` is the offending value, shortened for display. A msgspec struct, so that a
+    bundle's results are stored (idempotency keys) as compact JSON arrays in one call.
     """
 
     key: str

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import orjson
+import msgspec
 from sqlalchemy.orm import Session
 
 from ..domain.bundle import (
@@ -78,32 +78,25 @@ class BundleOutcome:
         return sum(1 for r in self.results if r.outcome is outcome)
 
     def to_json(self) -> str:
-        return orjson.dumps(
-            {
-                "v": self.schema_version,
-                "r": [
-                    [
-                        r.index,
-                        r.data_unit_id,
-                        r.outcome.value,
-                        r.revision,
-                        [[p.key, p.rule, p.message, p.shown] for p in r.problems],
-                    ]
-                    for r in self.results
-                ],
-            },
-        ).decode()
+        return _STORED.encode(_StoredOutcome(self.schema_version, self.results)).decode()
 
     @classmethod
     def from_json(cls, text: str, *, replayed: bool) -> BundleOutcome:
-        data = orjson.loads(text)
-        results = [
-            UpdateResult(
-                index, duid, Outcome(outcome), revision, tuple(Problem(*p) for p in problems)
-            )
-            for index, duid, outcome, revision, problems in data["r"]
-        ]
-        return cls(data["v"], results, replayed)
+        stored = _STORED_DECODER.decode(text)
+        return cls(stored.v, stored.r, replayed)
+
+
+class _StoredOutcome(msgspec.Struct, gc=False):
+    """How a bundle's outcome is kept with its idempotency key:
+    {"v": version, "r": [[index, data_unit_id, outcome, revision, [[key, rule, message,
+    shown], ...]], ...]} (the results and problems are array-like structs)."""
+
+    v: int
+    r: list[UpdateResult]
+
+
+_STORED = msgspec.json.Encoder()
+_STORED_DECODER = msgspec.json.Decoder(_StoredOutcome)
 
 
 @dataclass(frozen=True)
