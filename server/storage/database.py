@@ -59,7 +59,11 @@ class WalCheckpointer(threading.Thread):
 
     By default SQLite checkpoints inside the commit that crosses 1000 log pages,
     adding tens of milliseconds to every few bundles. A PASSIVE checkpoint from
-    this thread never blocks writers or readers.
+    this thread never blocks writers or readers. It runs right after each write
+    commits (`written`), while the next bundle is still being decoded, so that it
+    usually completes: the next writer then starts the log from the beginning again.
+    Checkpoints that could only run alongside writes never caught up, the log grew
+    to the backstop, and every ~50th bundle paid for a whole checkpoint (40-130 ms).
     """
 
     def __init__(self, path: str, interval: float = 0.2) -> None:
@@ -67,6 +71,11 @@ class WalCheckpointer(threading.Thread):
         self.path = path
         self.interval = interval
         self._stopped = threading.Event()
+        self._written = threading.Event()
+
+    def written(self) -> None:
+        """A write transaction committed: checkpoint soon."""
+        self._written.set()
 
     def run(self) -> None:
         try:
@@ -75,7 +84,10 @@ class WalCheckpointer(threading.Thread):
             log.debug("background checkpoints off: %s", error)
             return
         try:
-            while not self._stopped.wait(self.interval):
+            while not self._stopped.is_set():
+                if not self._written.wait(self.interval):
+                    continue
+                self._written.clear()
                 try:
                     connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error as error:  # busy or locked: try again next time
@@ -85,6 +97,7 @@ class WalCheckpointer(threading.Thread):
 
     def stop(self) -> None:
         self._stopped.set()
+        self._written.set()
         self.join(timeout=5)
 
 
@@ -137,6 +150,8 @@ class Database:
                 yield session
         except OperationalError as error:
             raise translate_operational_error(error) from error
+        if write and self._checkpointer is not None:
+            self._checkpointer.written()
 
     def read(self, statement: ClauseElement, params: Mapping[str, Any]) -> list[Any]:
         """One SELECT outside any transaction, by the driver on a pooled connection.
