@@ -115,6 +115,7 @@ def _send(
     stub: metadata_pb2_grpc.MetadataServiceStub,
     request: mpb.ApplyBundleRequest,
     index: int,
+    expected: int,
 ) -> _InFlight:
     done = threading.Event()
     done_at: list[float] = []
@@ -126,7 +127,7 @@ def _send(
     sent_at = time.perf_counter()
     future = stub.ApplyBundle.future(request, timeout=CALL_TIMEOUT_S)
     future.add_done_callback(on_done)
-    return _InFlight(index, len(request.updates), future, sent_at, done, done_at)
+    return _InFlight(index, expected, future, sent_at, done, done_at)
 
 
 def apply_bundles(
@@ -147,7 +148,7 @@ def apply_bundles(
             request = workload.bundle_request(bundle, schema)
             if pending is not None:
                 latencies.append(pending.finish())
-            pending = _send(stub, request, index)
+            pending = _send(stub, request, index, len(bundle))
             records += len(bundle)
         if pending is not None:
             latencies.append(pending.finish())
