@@ -130,6 +130,7 @@ class Bundle:
         )
         self._embeddings = SchemaEmbeddings(transport, schema)
         self._queued = _Queued(0)
+        self._requests = 0  # requests taken so far: the next one's chunk index
         self._in_flight: tuple[SentRequest, Future[mpb.ApplyBundleResponse]] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
@@ -279,10 +280,13 @@ class Bundle:
             coerce_strings=self.coerce_strings,
             idempotency_key=key,
         )
-        return SentRequest(len(self.chunks), queued.first, queued.ids, key), request
+        self._requests += 1
+        return SentRequest(self._requests - 1, queued.first, queued.ids, key), request
 
     def _send_in_background(self, *, hold_last: bool = False) -> None:
-        self._collect()  # requests are applied in order: n+1 only once n has answered
+        # Requests are applied in order: n+1 goes once n has answered. Its results are
+        # recorded after n+1 is on its way, so that the server never waits for them.
+        answered = self._answer()
         sent, request = self._take_request(hold_last=hold_last)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metareg-bundle")
@@ -290,25 +294,34 @@ class Bundle:
         # span, say) sees the request as the caller's.
         call = contextvars.copy_context().run
         self._in_flight = (sent, self._executor.submit(call, _apply, self._transport, request))
+        if answered is not None:
+            self._record(answered[0].answered(answered[1]))
 
     def _collect(self, *, stop: bool = True) -> None:
         """Wait for the request in flight and record its result (BundleError if it failed
         and `stop`)."""
+        answered = self._answer(stop=stop)
+        if answered is not None:
+            self._record(answered[0].answered(answered[1]))
+
+    def _answer(self, *, stop: bool = True) -> tuple[SentRequest, mpb.ApplyBundleResponse] | None:
+        """Wait for the request in flight: its response, or None when there was none or it
+        failed (then recorded, and BundleError if `stop`)."""
         if self._in_flight is None:
-            return
+            return None
         sent, answer = self._in_flight
         try:
             response = answer.result()
         except CallError as error:
             self._in_flight = None
             self._record_failure(sent, error, stop=stop)
-            return
+            return None
         except BaseException:
             if answer.done():  # not an interrupted wait: the request itself broke
                 self._in_flight = None
             raise
         self._in_flight = None
-        self._record(sent.answered(response))
+        return sent, response
 
     def _record_failure(self, sent: SentRequest, error: CallError, *, stop: bool) -> None:
         chunk = sent.failed(error)
