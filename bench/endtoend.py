@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import workload
-from .loader import BundleRun, summarise_ms
+from .loader import BundleRun, apply_with_client, summarise_ms
 from .pg import Cluster
 from .profiling import (
     ProfileSummary,
@@ -29,11 +29,17 @@ from .stats import median, percentile
 DatabaseFactory = Callable[[str], AbstractContextManager[str]]
 
 
+# "json": the Python client's Bundle (the JSON record form, pipelined);
+# "typed": typed requests built with the raw stubs (bench.loader.apply_bundles).
+FORMS = ("json", "typed")
+
+
 @dataclass
 class EndToEndResult:
     backend: str
     runs: list[BundleRun] = field(default_factory=list)
     skipped: str = ""
+    form: str = "json"
 
     @property
     def rate(self) -> float:
@@ -60,6 +66,7 @@ class EndToEndResult:
             return {"backend": self.backend, "skipped": self.skipped}
         return {
             "backend": self.backend,
+            "form": self.form,
             "records_per_second_median": self.rate,
             "latency_ms_p50_median": self.latency(0.50),
             "latency_ms_p99_median": self.latency(0.99),
@@ -76,6 +83,7 @@ class MemoryResult:
     bundles: int
     rss_after_start_bytes: int
     run: BundleRun
+    form: str = "json"
 
     @property
     def peak_rss_bytes(self) -> int:
@@ -83,6 +91,7 @@ class MemoryResult:
 
     def to_json(self) -> dict[str, object]:
         return {
+            "form": self.form,
             "bundles": self.bundles,
             "records": self.run.records,
             "embedding_size": workload.EMBEDDING_SIZE,
@@ -93,14 +102,24 @@ class MemoryResult:
 
 
 def load_through(
-    server: ServerProcess, records: Sequence[workload.Record], bundle_size: int
+    server: ServerProcess, records: Sequence[workload.Record], bundle_size: int, form: str
 ) -> BundleRun:
     """Create the schema, apply every record, and attach the server's own view of it."""
     server.create_schema()
-    run = server.apply(workload.chunks(records, bundle_size))
+    run = _apply(server, records, bundle_size, form)
     run.server_ms = server.logged_durations_ms()
     run.peak_rss_bytes = server.peak_rss_bytes()
     return run
+
+
+def _apply(
+    server: ServerProcess, records: Sequence[workload.Record], bundle_size: int, form: str
+) -> BundleRun:
+    if form == "json":
+        if bundle_size != 1000:
+            raise ValueError("the Python client sends 1000 updates per request")
+        return apply_with_client(f"127.0.0.1:{server.port}", records)
+    return server.apply(workload.chunks(records, bundle_size))
 
 
 # --- fresh databases ---------------------------------------------------------------
@@ -144,25 +163,31 @@ def measure_end_to_end(
     *,
     repeats: int,
     bundle_size: int,
+    form: str = "json",
 ) -> EndToEndResult:
-    result = EndToEndResult(backend)
+    result = EndToEndResult(backend, form=form)
     for repetition in range(repeats):
-        name = f"e-{backend}-{repetition}"
+        name = f"e-{backend}-{form}-{repetition}"
         with databases(name) as url, running_server(url, workdir, name=name) as server:
-            result.runs.append(load_through(server, records, bundle_size))
+            result.runs.append(load_through(server, records, bundle_size, form))
     return result
 
 
 def measure_memory(
-    databases: DatabaseFactory, records: Sequence[workload.Record], workdir: Path, bundle_size: int
+    databases: DatabaseFactory,
+    records: Sequence[workload.Record],
+    workdir: Path,
+    bundle_size: int,
+    form: str = "json",
 ) -> MemoryResult:
-    with databases("m-sqlite") as url, running_server(url, workdir, name="m-sqlite") as server:
+    name = f"m-sqlite-{form}"
+    with databases(name) as url, running_server(url, workdir, name=name) as server:
         server.create_schema()
         after_start = server.peak_rss_bytes()
-        run = server.apply(workload.chunks(records, bundle_size))
+        run = _apply(server, records, bundle_size, form)
         run.server_ms = server.logged_durations_ms()
         run.peak_rss_bytes = server.peak_rss_bytes()
-    return MemoryResult(len(run.latencies_ms), after_start, run)
+    return MemoryResult(len(run.latencies_ms), after_start, run, form)
 
 
 def profile_server(
@@ -174,7 +199,7 @@ def profile_server(
     *,
     tool: str = "auto",
 ) -> ProfileSummary:
-    """Apply `records` once more to a profiled server and summarise where its time went.
+    """Apply `records` once more (JSON form) to a profiled server and summarise its time.
 
     `tool` is "py-spy", "cprofile" or "auto" (py-spy when it is installed).
     """
@@ -185,7 +210,7 @@ def profile_server(
         with databases(name) as url, running_server(url, workdir, name=name) as server:
             server.create_schema()
             with py_spy_recording(server.pid, raw):
-                server.apply(workload.chunks(records, bundle_size))
+                _apply(server, records, bundle_size, "json")
         return summarise_py_spy(raw, backend, bundles)
     output = workdir / f"{name}.prof"
     with (
@@ -193,5 +218,5 @@ def profile_server(
         running_server(url, workdir, name=name, profile_to=output) as server,
     ):
         server.create_schema()
-        server.apply(workload.chunks(records, bundle_size))
+        _apply(server, records, bundle_size, "json")
     return summarise_cprofile(output, backend, bundles)
