@@ -64,13 +64,13 @@ def apply_update(
 
 
 # The types made once per update of a bundle (MetadataUpdate, UpdateResult,
-# RecordWrite, EncodedRecord) are slotted but not frozen: a frozen dataclass sets
-# each field through object.__setattr__, which made construction 4x slower and
-# cost about 8% of ApplyBundle. Treat them as immutable all the same.
+# RecordWrite, EncodedRecord, _Working) are msgspec structs that the cyclic garbage
+# collector does not track (gc=False: they hold values, never themselves): about 2.5x
+# cheaper to make than slotted dataclasses, whose frozen form was 4x slower again.
+# They are not frozen, for the same reason; treat them as immutable all the same.
 
 
-@dataclass(slots=True)
-class MetadataUpdate:
+class MetadataUpdate(msgspec.Struct, gc=False):
     data_unit_id: str
     values: dict[str, object]
     mode: UpdateMode = UpdateMode.MERGE
@@ -81,8 +81,7 @@ class MetadataUpdate:
     checked: bool = False
 
 
-@dataclass(slots=True)
-class StoredRecord:
+class StoredRecord(msgspec.Struct, gc=False):
     data_unit_id: str
     values: dict[str, object]
     revision: int
@@ -108,8 +107,7 @@ class UpdateResult(msgspec.Struct, array_like=True, gc=False):
     problems: tuple[Problem, ...] = ()
 
 
-@dataclass(slots=True)
-class RecordWrite:
+class RecordWrite(msgspec.Struct, gc=False):
     """The final state of one data unit after the bundle, and how to store it."""
 
     data_unit_id: str
@@ -138,8 +136,7 @@ class BundlePlan:
         return sum(1 for r in self.results if r.outcome is outcome)
 
 
-@dataclass(slots=True)
-class _Working:
+class _Working(msgspec.Struct, gc=False):
     values: dict[str, object]
     revision: int
     encoded: EncodedRecord | None = None

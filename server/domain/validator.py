@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
 import msgspec
@@ -60,8 +59,7 @@ class Problem(msgspec.Struct, frozen=True, array_like=True, gc=False):
         return f"key {shorten(self.key, MAX_KEY_LENGTH + 2)}: {self.message} (rule: {self.rule})"
 
 
-@dataclass(slots=True)  # not frozen, for speed: see domain.bundle
-class EncodedRecord:
+class EncodedRecord(msgspec.Struct, gc=False):  # not frozen, for speed: see domain.bundle
     """A record in storage form: scalar values as JSON text, embeddings as float32 bytes."""
 
     scalars_json: str
