@@ -29,10 +29,9 @@ from metareg.v1 import schema_registry_pb2 as rpb
 
 from ._errors import CallError, ValueConversionError
 from ._transport import READ_RETRY_CODES, Transport
-from ._values import check_text, flatten, not_utf8
+from ._values import INT64_BOUND, check_text, flatten, list_value, not_utf8
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
-_INT64 = 2**63
 # A double this large rounds to float32 infinity (the largest float32 plus half a step).
 _FLOAT32_LIMIT = 2.0**128 - 2.0**103
 _NUMBER_TYPES = frozenset({int, float})
@@ -138,7 +137,7 @@ def metadata_json(
         if kind is float:
             if value - value == 0.0:  # type: ignore[operator]  # false for NaN and ±inf
                 continue
-        elif kind is int and -_INT64 <= value < _INT64:  # type: ignore[operator]
+        elif kind is int and -INT64_BOUND <= value < INT64_BOUND:  # type: ignore[operator]
             continue
         if converted is None:
             converted = dict(metadata)
@@ -215,7 +214,7 @@ def _finite(value: float) -> float:
 
 def _number(value: int) -> int | float:
     """An int as JSON: within int64 as it is, beyond as the double the server makes of it."""
-    if -_INT64 <= value < _INT64:
+    if -INT64_BOUND <= value < INT64_BOUND:
         return value
     try:
         return float(value)
@@ -231,26 +230,8 @@ def _list_json(items: Sequence[Any], key: str, embeddings: Container[str]) -> ob
             pass  # a bool or another kind among them: the general rules below say which
         else:
             return _floats_json(floats, key, embeddings)
-    kinds = set(map(type, items))
-    if kinds <= {int}:  # also the empty list: keyframes []
-        if items and (min(items) < -_INT64 or max(items) >= _INT64):
-            outside = next(x for x in items if not -_INT64 <= x < _INT64)
-            raise ValueConversionError(
-                f"{outside} in an int list is out of range: ints are 64-bit (keyframes)"
-            )
-        return items
-    if bool in kinds:
-        raise ValueConversionError("a list with booleans is not a value (a bool is not a number)")
-    try:
-        vector = array("f", items)
-    except TypeError:
-        names = ", ".join(sorted(k.__name__ for k in kinds))
-        raise ValueConversionError(
-            f"a list of {names} is not a value: use floats (embedding) or ints (keyframes)"
-        ) from None
-    except OverflowError:  # an int beyond a double
-        raise ValueConversionError("a list holds a number too large for a float") from None
-    return _vector_json(vector, key, embeddings)
+    value = list_value(items)
+    return value if type(value) is list else _vector_json(value, key, embeddings)  # type: ignore[arg-type]
 
 
 def _as_floats(items: Sequence[Any]) -> list[float]:

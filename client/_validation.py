@@ -57,12 +57,8 @@ class Validation:
         self._bytes = 0
 
     def add(self, data_unit_id: str, metadata: Mapping[str, object]) -> None:
-        index = self._count
-        self._count += 1
-        try:
-            quoted = quoted_id(data_unit_id)
-        except ValueConversionError as error:
-            self._invalid.append(_conversion_report(index, repr(data_unit_id), error))
+        index, quoted = self._next(data_unit_id)
+        if quoted is None:
             return
         try:
             values = metadata_json(metadata, self._embeddings, flatten_nested=self._flatten)
@@ -74,14 +70,20 @@ class Validation:
     def add_json(self, data_unit_id: str, metadata: bytes) -> None:
         """`add()` for metadata that is already one JSON object's UTF-8 bytes, sent as it
         is (see Bundle._update_json for what the caller makes sure of)."""
+        index, quoted = self._next(data_unit_id)
+        if quoted is not None:
+            self._queue(index, record_json(quoted, metadata))
+
+    def _next(self, data_unit_id: str) -> tuple[int, bytes | None]:
+        """The next record's input index, and its id as JSON (None when it cannot be sent:
+        then it is reported invalid)."""
         index = self._count
         self._count += 1
         try:
-            quoted = quoted_id(data_unit_id)
+            return index, quoted_id(data_unit_id)
         except ValueConversionError as error:
             self._invalid.append(_conversion_report(index, repr(data_unit_id), error))
-            return
-        self._queue(index, record_json(quoted, metadata))
+            return index, None
 
     def _queue(self, index: int, element: bytes) -> None:
         self._elements.append(element)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from array import array
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -22,7 +22,6 @@ from metareg.v1 import wire
 from ._errors import ValueConversionError
 from ._results import StoredRecord
 
-_NUMBER_TYPES = frozenset({int, float})
 _JSON_TYPES = frozenset({str, int, float, bool, list})
 
 
@@ -30,31 +29,40 @@ def _set_embedding(target: mpb.Value, raw: bytes) -> None:
     wire.set_floats(target.embedding_value, raw)
 
 
-def _encode_list(value: list[Any] | tuple[Any, ...], target: mpb.Value) -> None:
-    kinds = set(map(type, value))
-    if kinds <= {int}:  # also the empty list: keyframes []
-        target.int_list_value.SetInParent()
-        try:
-            target.int_list_value.values.extend(value)
-        except (ValueError, OverflowError):
-            target.ClearField("int_list_value")
-            outside = next(x for x in value if not -(2**63) <= x < 2**63)
+INT64_BOUND = 2**63
+
+
+def list_value(items: Sequence[Any]) -> list[int] | array[float]:
+    """A list as the value it denotes, by the rules both forms share: only ints (the empty
+    list too) are an int list (keyframes), other numbers a float32 vector (embedding)."""
+    kinds = set(map(type, items))
+    if kinds <= {int}:
+        if items and (min(items) < -INT64_BOUND or max(items) >= INT64_BOUND):
+            outside = next(x for x in items if not -INT64_BOUND <= x < INT64_BOUND)
             raise ValueConversionError(
                 f"{outside} in an int list is out of range: ints are 64-bit (keyframes)"
-            ) from None
-    elif bool in kinds:
+            )
+        return list(items)
+    if bool in kinds:
         raise ValueConversionError("a list with booleans is not a value (a bool is not a number)")
-    elif kinds <= _NUMBER_TYPES:
-        _set_embedding(target, wire.float32_bytes(array("f", value)))
+    try:
+        return array("f", items)
+    except TypeError:
+        names = ", ".join(sorted(k.__name__ for k in kinds))
+        raise ValueConversionError(
+            f"a list of {names} is not a value: use floats (embedding) or ints (keyframes)"
+        ) from None
+    except OverflowError:  # an int beyond a double
+        raise ValueConversionError("a list holds a number too large for a float") from None
+
+
+def _encode_list(items: Sequence[Any], target: mpb.Value) -> None:
+    value = list_value(items)
+    if type(value) is list:
+        target.int_list_value.SetInParent()
+        target.int_list_value.values.extend(value)
     else:
-        try:
-            vector = array("f", value)
-        except TypeError:
-            names = ", ".join(sorted(k.__name__ for k in kinds))
-            raise ValueConversionError(
-                f"a list of {names} is not a value: use floats (embedding) or ints (keyframes)"
-            ) from None
-        _set_embedding(target, wire.float32_bytes(vector))
+        _set_embedding(target, wire.float32_bytes(value))
 
 
 def _encode_array_like(value: Any, target: mpb.Value) -> None:

@@ -11,12 +11,14 @@ from collections import OrderedDict
 
 from sqlalchemy.orm import Session
 
-from ..domain.errors import SchemaVersionNotFound
+from ..domain.errors import SchemaNotFound, SchemaVersionNotFound
 from ..domain.fast_decoder import FastDecoder
 from ..domain.schema import SchemaVersion
 from ..domain.validator import CompiledValidator
 from ..storage import schemas
+from ..storage.database import Database
 from ..storage.schemas import SchemaRef
+from .common import require_schema_name, resolve_version
 
 
 class SchemaCache:
@@ -72,6 +74,24 @@ class SchemaCache:
         """A cached version, without asking the database (None when not cached)."""
         with self._lock:
             return self._entries.get((name, version))
+
+    def read(
+        self, db: Database, name: str, version: int
+    ) -> tuple[SchemaVersion, CompiledValidator]:
+        """A version (0: the latest) for calls that write nothing. Which version is the
+        latest is one indexed read of the schema row outside any transaction, so every
+        replica serves the version committed last; the version itself usually comes from
+        this cache (versions are immutable)."""
+        require_schema_name(name)
+        ref = schemas.read_ref(db, name)
+        if ref is None or ref.latest_version == 0:
+            raise SchemaNotFound(name)
+        number = resolve_version(ref, version)
+        cached = self.cached(name, number)
+        if cached is not None:
+            return cached
+        with db.session() as session:
+            return self._entry(session, ref, number)
 
     def latest_known(self, name: str) -> CompiledValidator | None:
         """The newest cached validator of schema `name`, without asking the database.

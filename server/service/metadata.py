@@ -143,20 +143,6 @@ class MetadataService:
             raise SchemaNotFound(name)
         return ref, self.cache.validator(session, ref, resolve_version(ref, version))
 
-    def _validator(self, name: str, version: int) -> CompiledValidator:
-        """The validator of a version, for calls that write nothing: the schema row is
-        one read outside any transaction, and the validator usually comes from the cache."""
-        require_schema_name(name)
-        ref = schemas.read_ref(self.db, name)
-        if ref is None or ref.latest_version == 0:
-            raise SchemaNotFound(name)
-        number = resolve_version(ref, version)
-        cached = self.cache.cached(name, number)
-        if cached is not None:
-            return cached[1]
-        with self.db.session() as session:
-            return self.cache.validator(session, ref, number)
-
     def value_kinds(self, schema: str) -> Mapping[str, type]:
         """Decoding hints: the Python type of each scalar key's values in `schema`.
 
@@ -190,7 +176,7 @@ class MetadataService:
     ) -> ValidationReport:
         require_one_form(len(records_to_check), records_json, "records")
         require_at_most(len(records_to_check), MAX_BUNDLE_UPDATES, "records")
-        validator = self._validator(schema, version)
+        _, validator = self.cache.read(self.db, schema, version)
         if records_json:
             records_to_check = self.decode_json(
                 validator, records_json, "records_json", coerce_strings=coerce_strings

@@ -32,7 +32,6 @@ from .common import (
     encode_page_token,
     page_size,
     require_schema_name,
-    resolve_version,
     retry_on_conflict,
     utc_now,
 )
@@ -65,19 +64,8 @@ class SchemaService:
     # --- reads ------------------------------------------------------------
 
     def get_schema(self, name: str, version: int = 0) -> SchemaVersion:
-        """A version (0: the latest). The latest version number is one indexed read of the
-        schema row, so every replica answers with the version committed last; versions
-        are immutable, so the version itself comes from the cache when it is there."""
-        require_schema_name(name)
-        ref = schemas.read_ref(self.db, name)
-        if ref is None or ref.latest_version == 0:
-            raise SchemaNotFound(name)
-        number = resolve_version(ref, version)
-        cached = self.cache.cached(name, number)
-        if cached is not None:
-            return cached[0]
-        with self.db.session() as session:
-            return self.cache.version(session, ref, number)
+        """A version (0: the latest), see SchemaCache.read."""
+        return self.cache.read(self.db, name, version)[0]
 
     def export_json_schema(self, schema: SchemaVersion) -> tuple[int, str]:
         """A version (from get_schema) as a JSON Schema document."""
