@@ -24,6 +24,16 @@ def readme_block(tag: str) -> str:
     return match.group(1)
 
 
+def run_block(tag: str, server: RunningServer, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run README's block `tag` as a script against `server`; it must succeed."""
+    script = tmp_path / f"readme_{tag}.py"  # not json.py: it would shadow the module
+    script.write_text(readme_block(tag).replace("localhost:50051", server.address))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_ci_runs_the_readme_test_command() -> None:
     commands = re.findall(r"```sh\n(.*?)\n```", README, re.S)
     test_command = next(c for c in commands if "pytest" in c)
@@ -33,12 +43,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_stub_walkthrough_runs(server: RunningServer, tmp_path: Path) -> None:
-    code = readme_block("stubs").replace("localhost:50051", server.address)
-    script = tmp_path / "walkthrough.py"
-    script.write_text(code)
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            timeout=60)  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    result = run_block("stubs", server, tmp_path)
     assert "INVALID_ARGUMENT changes[0]" in result.stdout
     assert "embedding size 4097 is out of range 1..4096" in result.stdout
     assert "delete_key clip (soft)" in result.stdout
@@ -50,12 +55,6 @@ def test_json_form_example_runs(server: RunningServer, tmp_path: Path) -> None:
         name="cams", expected_version=0, changes=[
             b.add_scalar("camera_id", "varchar"), b.add_embedding("clip", 512),
         ]))  # fmt: skip
-    code = readme_block("json").replace("localhost:50051", server.address)
-    script = tmp_path / "json_form.py"
-    script.write_text(code)
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            timeout=60)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "2 [1, 1]"
+    assert run_block("json", server, tmp_path).stdout.strip() == "2 [1, 1]"
     stored = b.stored(server.metadata, "cams", "frame-1", "frame-2")
     assert stored == {"frame-1": {"camera_id": "cam001", "clip": [0.25] * 512}, "frame-2": {}}
