@@ -28,7 +28,7 @@ from typing import Literal, NoReturn, Protocol
 from metareg.v1 import metadata_pb2 as mpb
 
 from ._bundle_results import ChunkResult, SentRequest
-from ._errors import BundleError, CallError, ValueConversionError
+from ._errors import BundleError, CallError, UnknownError, ValueConversionError
 from ._json_form import (
     SchemaEmbeddings,
     json_array,
@@ -38,11 +38,10 @@ from ._json_form import (
     record_json,
 )
 from ._results import Outcome, UpdateResult
-from ._transport import IDEMPOTENT_WRITE_RETRY_CODES, Transport
+from ._transport import IDEMPOTENT_WRITE_RETRY_CODES, MAX_REQUEST_BYTES, Transport
+from ._values import mode_name
 
 MAX_UPDATES_PER_REQUEST = 1000
-MAX_REQUEST_BYTES = 32 * 1024 * 1024
-"""Start a new request before one grows past this (the server accepts 64 MiB)."""
 _REQUEST_OVERHEAD = 64
 """Bytes of a request besides its schema name and JSON: key, flags, field tags."""
 
@@ -55,10 +54,8 @@ _MODES = {
 
 
 def update_mode(mode: str) -> int:
-    try:
-        return int(_MODES[mode.lower()])
-    except (KeyError, AttributeError):
-        raise ValueError(f"unknown mode {mode!r}; use one of: {', '.join(_MODES)}") from None
+    """The typed form's UpdateMode for a mode name (update_by_filter)."""
+    return int(_MODES[mode_name(mode)])
 
 
 class ProgressBar(Protocol):
@@ -316,10 +313,15 @@ class Bundle:
             self._in_flight = None
             self._record_failure(sent, error, stop=stop)
             return None
-        except BaseException:
-            if answer.done():  # not an interrupted wait: the request itself broke
-                self._in_flight = None
-            raise
+        except Exception as broken:
+            if not answer.done():  # an interrupted wait: the request is still in flight
+                raise
+            # The call broke in this process (a closed channel, say): whether the server
+            # applied it is unknown, and the bundle stops as for a failed call.
+            self._in_flight = None
+            unknown = UnknownError(f"the request could not be completed: {broken!r}")
+            self._record_failure(sent, unknown, stop=stop)
+            return None
         self._in_flight = None
         return sent, response
 

@@ -14,7 +14,7 @@ from google.protobuf import struct_pb2
 from metareg.v1 import metadata_pb2 as mpb
 from metareg.v1 import schema_registry_pb2 as rpb
 
-from ._bundle import MAX_REQUEST_BYTES, Bundle, Progress, UpdateModeName
+from ._bundle import Bundle, Progress, UpdateModeName
 from ._errors import ConflictError, InvalidArgumentError, NotFoundError, ValueConversionError
 from ._files import load_schema_file
 from ._query import DEFAULT_QUERY_PAGE_SIZE, QueryResults, count_matches, update_matches
@@ -27,7 +27,7 @@ from ._results import (
     ValidationReport,
 )
 from ._schema import MetadataSchema, timestamp
-from ._transport import DEFAULT_TIMEOUT, READ_RETRY_CODES, RetryPolicy, Transport
+from ._transport import DEFAULT_TIMEOUT, MAX_REQUEST_BYTES, READ_RETRY_CODES, RetryPolicy, Transport
 from ._validation import Validation
 from ._values import as_pairs, decode_metadata
 

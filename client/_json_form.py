@@ -29,12 +29,11 @@ from metareg.v1 import schema_registry_pb2 as rpb
 
 from ._errors import CallError, ValueConversionError
 from ._transport import READ_RETRY_CODES, Transport
-from ._values import INT64_BOUND, check_text, flatten, list_value, not_utf8
+from ._values import INT64_BOUND, check_text, flatten, list_value, mode_name, not_utf8
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
 # A double this large rounds to float32 infinity (the largest float32 plus half a step).
 _FLOAT32_LIMIT = 2.0**128 - 2.0**103
-_NUMBER_TYPES = frozenset({int, float})
 # msgspec writes bytes as standard padded base64: exactly the embedding string form.
 _ENCODER = msgspec.json.Encoder()
 
@@ -50,13 +49,7 @@ MODE_ENDS: Mapping[str, bytes] = {
 
 def mode_end(mode: str) -> bytes:
     """The JSON object's end for `mode` (case-insensitive); ValueError for another mode."""
-    end = MODE_ENDS.get(mode)
-    if end is not None:
-        return end
-    try:
-        return MODE_ENDS[mode.lower()]
-    except (KeyError, AttributeError):
-        raise ValueError(f"unknown mode {mode!r}; use one of: {', '.join(MODE_ENDS)}") from None
+    return MODE_ENDS.get(mode) or MODE_ENDS[mode_name(mode)]
 
 
 def quoted_id(data_unit_id: str) -> bytes:

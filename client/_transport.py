@@ -19,6 +19,8 @@ from metareg.v1 import metadata_pb2_grpc, schema_registry_pb2_grpc
 from ._errors import from_grpc_error
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+"""Bundles and validations start a new request before one grows past this."""
 """The server accepts 64 MiB messages: 1000 updates with 4096-d embeddings fit easily."""
 ERROR_DETAIL_BYTES = 4 * 1024 * 1024
 """How many bytes of error details to ask for (the server's maximum), so that a rejected

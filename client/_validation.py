@@ -17,10 +17,9 @@ from metareg.v1 import metadata_pb2 as mpb
 from ._errors import ValueConversionError
 from ._json_form import SchemaEmbeddings, json_array, metadata_json, quoted_id, record_json
 from ._results import RecordReport, ValidationReport, Violation
-from ._transport import READ_RETRY_CODES, Transport
+from ._transport import MAX_REQUEST_BYTES, READ_RETRY_CODES, Transport
 
 MAX_RECORDS_PER_REQUEST = 1000
-MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 
 def _conversion_report(index: int, data_unit_id: str, error: ValueConversionError) -> RecordReport:

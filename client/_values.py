@@ -30,6 +30,15 @@ def _set_embedding(target: mpb.Value, raw: bytes) -> None:
 
 
 INT64_BOUND = 2**63
+UPDATE_MODES = ("merge", "replace", "keep_existing")
+
+
+def mode_name(mode: str) -> str:
+    """An update mode's name, from any letter case; ValueError for an unknown mode."""
+    name = mode if mode in UPDATE_MODES else str(mode).lower()
+    if name not in UPDATE_MODES:
+        raise ValueError(f"unknown mode {mode!r}; use one of: {', '.join(UPDATE_MODES)}")
+    return name
 
 
 def list_value(items: Sequence[Any]) -> list[int] | array[float]:

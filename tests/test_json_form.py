@@ -40,7 +40,9 @@ MODES = {
 }
 
 
-def create_schema(server: RunningServer, name: str, *, indexed: bool) -> None:
+def create_schema(
+    server: RunningServer, name: str, *, indexed: bool, allow_unknown: bool = False
+) -> None:
     text = b.add_scalar("t", "text")
     number = b.add_scalar("n", "number")
     if indexed:
@@ -53,6 +55,7 @@ def create_schema(server: RunningServer, name: str, *, indexed: bool) -> None:
         b.add_scalar("gone", "text"), b.delete_key("gone"),
         b.add_embedding("old", 2), b.delete_key("old"),
         b.add_scalar("purged", "number"), b.delete_key("purged", hard=True),
+        b.set_options(allow_unknown),
     )  # fmt: skip
 
 
@@ -84,8 +87,10 @@ def updates(draw: st.DrawFn) -> tuple[str, dict[str, Any], str]:
     return duid, metadata, draw(st.sampled_from(list(MODES)))
 
 
-def typed_request(schema: str, bundle: list[Any], partial: bool, key: str) -> Any:
-    request = mpb.ApplyBundleRequest(schema=schema, partial=partial, idempotency_key=key)
+def typed_request(schema: str, bundle: list[Any], partial: bool, key: str, coerce: bool) -> Any:
+    request = mpb.ApplyBundleRequest(
+        schema=schema, partial=partial, idempotency_key=key, coerce_strings=coerce
+    )
     for duid, metadata, mode in bundle:
         update = request.updates.add(data_unit_id=duid, mode=MODES[mode])
         for name, value in metadata.items():
@@ -93,7 +98,9 @@ def typed_request(schema: str, bundle: list[Any], partial: bool, key: str) -> An
     return request
 
 
-def json_request(schema: str, bundle: list[Any], partial: bool, key: str, b64: bool) -> Any:
+def json_request(
+    schema: str, bundle: list[Any], partial: bool, key: str, b64: bool, coerce: bool
+) -> Any:
     records = [
         {"data_unit_id": duid, "mode": mode,
          "metadata": {k: json_value(v, b64 and k in EMBEDDINGS) for k, v in metadata.items()}}
@@ -103,6 +110,7 @@ def json_request(schema: str, bundle: list[Any], partial: bool, key: str, b64: b
         schema=schema,
         partial=partial,
         idempotency_key=key,
+        coerce_strings=coerce,
         updates_json=msgspec.json.encode(records),
     )
 
@@ -141,6 +149,8 @@ def stored(server: RunningServer, schema: str) -> dict[str, Any]:
     partial=st.booleans(),
     base64_form=st.booleans(),
     indexed=st.booleans(),
+    allow_unknown=st.booleans(),
+    coerce=st.booleans(),
 )
 def test_both_forms_give_the_same_results(
     server: RunningServer,
@@ -148,15 +158,18 @@ def test_both_forms_give_the_same_results(
     partial: bool,
     base64_form: bool,
     indexed: bool,
+    allow_unknown: bool,
+    coerce: bool,
 ) -> None:
+    """Also with allow_unknown_keys and coerce_strings, where the fast path steps aside."""
     number = next(_schemas)
     typed_schema, json_schema = f"typed-{number}", f"json-{number}"
     for name in (typed_schema, json_schema):
-        create_schema(server, name, indexed=indexed)
+        create_schema(server, name, indexed=indexed, allow_unknown=allow_unknown)
     for step, bundle in enumerate(bundles):
         key = f"key-{step}"
-        typed = typed_request(typed_schema, bundle, partial, key)
-        as_json = json_request(json_schema, bundle, partial, key, base64_form)
+        typed = typed_request(typed_schema, bundle, partial, key, coerce)
+        as_json = json_request(json_schema, bundle, partial, key, base64_form, coerce)
         first = outcome(server, typed)
         assert outcome(server, as_json) == first
         assert stored(server, json_schema) == stored(server, typed_schema)
@@ -264,6 +277,85 @@ def test_malformed_json_names_the_record_or_the_byte(
     assert words in message
     assert list(violations) == [field]
     assert b.stored(cams.metadata, "cams", "a") == {}
+
+
+BIG = "1" + "0" * 400  # an integer literal no double can hold
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field"),
+    [
+        (f'{{"score": {BIG}}}', 'updates_json[0].metadata["score"]'),
+        (f'{{"score": [{BIG}, 1, 2, 3, 4]}}', 'updates_json[0].metadata["score"]'),
+        (f'{{"keyframes": [{BIG}, 1, 2, 3, 4]}}', 'updates_json[0].metadata["keyframes"]'),
+        (f'{{"clip": [1.5, {BIG}]}}', 'updates_json[0].metadata["clip"]'),
+        ('{"score": 1e999, "score": 1}', "updates_json[0].metadata"),
+    ],
+)
+def test_a_number_beyond_a_double_is_malformed_however_it_is_written(
+    cams: RunningServer, metadata: str, field: str
+) -> None:
+    """As the proto says: the whole request is INVALID_ARGUMENT, in ApplyBundle (also
+    partial) and ValidateMetadata, naming the record and key; never INTERNAL."""
+    raw = (
+        f'[{{"data_unit_id": "ok", "metadata": {{}}}}, '
+        f'{{"data_unit_id": "a", "metadata": {metadata}}}]'
+    ).encode()
+    field = field.replace("[0]", "[1]", 1)
+    validate = mpb.ValidateMetadataRequest(schema="cams", records_json=raw)
+    for call, named in (
+        (lambda: apply_json(cams, raw, partial=True), field),
+        (lambda: cams.metadata.ValidateMetadata(validate),
+         field.replace("updates_json", "records_json")),
+    ):  # fmt: skip
+        code, message, violations = rejected(call)
+        assert code is grpc.StatusCode.INVALID_ARGUMENT
+        assert list(violations) == [named]
+        assert "out of range" in message
+    assert b.stored(cams.metadata, "cams", "ok", "a") == {}
+
+
+def test_keyframes_past_int64_are_a_violation_with_their_value_shown(cams: RunningServer) -> None:
+    raw = f'[{{"data_unit_id": "a", "metadata": {{"keyframes": [{2**64}, 1, 2, 3, 4]}}}}]'
+    code, _, violations = rejected(lambda: apply_json(cams, raw.encode()))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "18446744073709551616" in violations['updates[0].metadata["keyframes"]']
+
+
+@pytest.mark.parametrize("depth", [1000, 5000])
+def test_deeply_nested_json_is_malformed_not_internal(cams: RunningServer, depth: int) -> None:
+    nested = "[" * depth + "]" * depth
+    for raw in (
+        f'[{{"data_unit_id": "a", "metadata": {{"score": {nested}}}}}]'.encode(),
+        f"[{nested}]".encode(),
+    ):
+        code, message, _ = rejected(lambda raw=raw: apply_json(cams, raw))
+        assert code is grpc.StatusCode.INVALID_ARGUMENT
+        assert "nested too deeply" in message or "must be a JSON object" in message
+
+
+def test_an_oversized_array_is_refused_by_its_count(cams: RunningServer) -> None:
+    raw = b"[" + b",".join([b"{}"] * 200_000) + b"]"
+    code, message, _ = rejected(lambda: apply_json(cams, raw))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "200000 updates in one request; the limit is 1000" in message
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "words"),
+    [
+        (b'[{"data_unit_id": "a", "ex`tra": 1}]', "updates_json[0]", '"ex`tra"'),
+        (b'[{"data_unit_id": "\\\\ud800"}, {"data_unit_id": "\\ud800"}]',
+         "updates_json", "\\ud800 (byte 48)"),
+    ],
+)  # fmt: skip
+def test_malformed_input_names_the_right_place(
+    cams: RunningServer, raw: bytes, field: str, words: str
+) -> None:
+    code, message, violations = rejected(lambda: apply_json(cams, raw))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    assert words in message
+    assert list(violations) == [field]
 
 
 def test_violations_are_named_as_in_the_typed_form(cams: RunningServer) -> None:

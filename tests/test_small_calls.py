@@ -101,3 +101,27 @@ def test_the_rpc_log_line() -> None:
     assert len(stamp) == len("2026-12-02 15:43:56,123")
     assert stamp[10] == " "
     assert stamp[19] == ","
+
+
+def test_serialized_responses_keep_the_recently_used_within_count_and_bytes() -> None:
+    from google.protobuf.wrappers_pb2 import StringValue
+
+    from metareg.server.api.schema_registry import SerializedResponses
+
+    cache = SerializedResponses(limit=2, max_bytes=1000)
+    cache.put("a", 1, StringValue(value="x"))
+    cache.put("b", 1, StringValue(value="y"))
+    assert cache.get("a", 1) is not None  # a is now the most recently used
+    cache.put("c", 1, StringValue(value="z"))  # over the count: b, the least recent, goes
+    assert (cache.get("a", 1), cache.get("b", 1)) == (
+        StringValue(value="x").SerializeToString(),
+        None,
+    )
+    by_bytes = SerializedResponses(limit=10, max_bytes=1000)
+    for name in ("a", "b", "c"):
+        by_bytes.put(name, 1, StringValue(value=name * 300))  # 303 bytes each
+    assert by_bytes.get("a", 1) is not None
+    by_bytes.put("d", 1, StringValue(value="d" * 300))  # 1212 bytes: b, the oldest, goes
+    assert [by_bytes.get(n, 1) is not None for n in ("a", "b", "c", "d")] == [
+        True, False, True, True
+    ]  # fmt: skip

@@ -93,6 +93,10 @@ class SchemaRegistryServicer(pb_grpc.SchemaRegistryServicer):
     def ExportJsonSchema(
         self, request: pb.ExportJsonSchemaRequest, context: grpc.ServicerContext
     ) -> bytes:
+        if request.version > 0:  # as in GetSchema
+            cached = self._exports.get(request.name, request.version)
+            if cached is not None:
+                return cached
         schema = self.service.get_schema(request.name, request.version)
         cached = self._exports.get(schema.name, schema.version)
         if cached is not None:
@@ -104,20 +108,33 @@ class SchemaRegistryServicer(pb_grpc.SchemaRegistryServicer):
 
 
 class SerializedResponses:
-    """Serialized responses by (schema, version), at most `limit` (the oldest go first)."""
+    """Serialized responses by (schema, version), least recently used out first, at most
+    `limit` of them and `max_bytes` in all."""
 
-    def __init__(self, limit: int = 1024) -> None:
+    def __init__(self, limit: int = 1024, max_bytes: int = 64 * 1024 * 1024) -> None:
         self._limit = limit
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._entries: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, name: str, version: int) -> bytes | None:
-        return self._entries.get((name, version))
+        key = (name, version)
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
 
     def put(self, name: str, version: int, response: Message) -> bytes:
         serialized: bytes = response.SerializeToString()
+        key = (name, version)
         with self._lock:
-            self._entries[(name, version)] = serialized
-            while len(self._entries) > self._limit:
-                self._entries.popitem(last=False)
+            self._bytes += len(serialized) - len(self._entries.pop(key, b""))
+            self._entries[key] = serialized
+            while self._entries and (
+                len(self._entries) > self._limit or self._bytes > self._max_bytes
+            ):
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= len(evicted)
         return serialized

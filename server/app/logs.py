@@ -33,7 +33,8 @@ class CachedTimeFormatter(logging.Formatter):
 
 
 def configure(level: str) -> None:
-    """Log to stderr at `level`."""
+    """Log to stderr at `level`: for the server's own process (`metareg serve`), since it
+    also turns off logging's thread and process lookups for the whole process."""
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
     formatter = CachedTimeFormatter()
     for handler in logging.getLogger().handlers:

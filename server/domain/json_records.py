@@ -11,20 +11,21 @@ shape, are MalformedRecords naming the byte offset or the record and its field.
 from __future__ import annotations
 
 import re
-import sys
 from array import array
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
 
-from .bundle import MetadataUpdate, UpdateMode
-from .errors import FieldViolation, MalformedRecords
+from .bundle import MAX_BUNDLE_UPDATES, MetadataUpdate, UpdateMode
+from .errors import FieldViolation, InvalidArgument, MalformedRecords, RequestTooLarge
 from .names import shorten
 from .schema import KeyType, SchemaState
 from .validator import Problem
+from .values import float32_vector
 
-_LITTLE_ENDIAN = sys.byteorder == "little"
+MAX_RECORDS = MAX_BUNDLE_UPDATES  # per request, in both forms
 
 MODES: Mapping[str | None, UpdateMode] = {
     None: UpdateMode.MERGE,
@@ -46,11 +47,13 @@ class _RawRecord(msgspec.Struct):
     metadata: dict[str, msgspec.Raw] = {}
 
 
-_RECORDS = msgspec.json.Decoder(list[_Record])
+# The length limit makes msgspec refuse an oversized array before building its records.
+_RECORDS = msgspec.json.Decoder(Annotated[list[_Record], Meta(max_length=MAX_RECORDS)])
 _RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
 _RECORD = msgspec.json.Decoder(_Record)
 _RAW_RECORD = msgspec.json.Decoder(_RawRecord)
 _ANY = msgspec.json.Decoder()
+_DECODING_ERRORS = (msgspec.DecodeError, RecursionError)  # ValidationError is a DecodeError
 
 
 def embedding_keys(state: SchemaState) -> frozenset[str]:
@@ -63,13 +66,13 @@ def decode_records(raw: bytes, state: SchemaState, field: str) -> list[MetadataU
     """Every record of `raw` (the JSON array in request field `field`) as an update."""
     try:
         records = _RECORDS.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except _DECODING_ERRORS:
         raise malformed(raw, field) from None
     vectors = embedding_keys(state)
-    return [_update(record, vectors) for record in records]
+    return [_update(record, vectors, f"{field}[{index}]") for index, record in enumerate(records)]
 
 
-def _update(record: _Record, vectors: frozenset[str]) -> MetadataUpdate:
+def _update(record: _Record, vectors: frozenset[str], where: str) -> MetadataUpdate:
     values: dict[str, object] = {}
     problems: list[Problem] = []
     for key, value in record.metadata.items():
@@ -77,6 +80,9 @@ def _update(record: _Record, vectors: frozenset[str]) -> MetadataUpdate:
             values[key] = domain_value(value, key in vectors)
         except _NoKind as error:
             problems.append(Problem(key, error.rule, str(error), shorten(value)))
+        except _OutOfRange as error:
+            path = f"{where}.metadata[{_quoted(key)}]"
+            raise _error(path, f"{path}: {error}") from None
     mode = MODES.get(record.mode)
     if mode is None:
         shown = shorten(record.mode)
@@ -99,16 +105,17 @@ class _NoKind(Exception):
 _JSON_KINDS = {str: "strings", bool: "booleans", dict: "objects", list: "arrays"}
 
 
+class _OutOfRange(Exception):
+    """An integer literal beyond the range of a double: malformed, as 1e400 is."""
+
+
 def domain_value(value: object, embedding: bool) -> object:
     """One JSON value as the typed form would carry it (see the module docstring)."""
     kind = type(value)
     if kind is str:
         return float32_from_base64(value) if embedding else value  # type: ignore[arg-type]
     if kind is int:
-        try:
-            return float(value)  # type: ignore[arg-type]
-        except OverflowError:  # beyond a double: the number rule says so
-            return value
+        return _double(value)  # type: ignore[arg-type]
     if kind is list:
         return _list_value(value)  # type: ignore[arg-type]
     if kind is dict:
@@ -120,15 +127,25 @@ def domain_value(value: object, embedding: bool) -> object:
     return value  # float, bool, None
 
 
+def _double(number: int) -> float:
+    try:
+        return float(number)
+    except OverflowError:
+        raise _OutOfRange(f"the number {str(number)[:40]}… is out of range for a double") from None
+
+
 def _list_value(items: list[Any]) -> object:
     kinds = set(map(type, items))
     if kinds <= {int}:  # also []: an int list, as keyframes are
+        if items:  # kept as ints (keyframes may need every digit), but within a double
+            _double(min(items))
+            _double(max(items))
         return items
     if kinds <= {int, float}:
-        try:
-            return array("f", items)
-        except OverflowError:
-            raise _NoKind("type", "an array holds an integer too large for a float") from None
+        for number in items:
+            if type(number) is int:
+                _double(number)
+        return array("f", items)
     names = ", ".join(sorted(_JSON_KINDS.get(k, "nulls") for k in kinds - {int, float}))
     raise _NoKind(
         "type",
@@ -138,7 +155,8 @@ def _list_value(items: list[Any]) -> object:
 
 
 def float32_from_base64(text: str) -> array[float]:
-    """An embedding from the base64 of its little-endian float32 values."""
+    """An embedding from the standard base64 of its little-endian float32 values (msgspec
+    decodes it, as the fast path's bytes fields do, so both accept the same text)."""
     try:
         raw = msgspec.convert(text, bytes)
     except msgspec.ValidationError:
@@ -151,27 +169,30 @@ def float32_from_base64(text: str) -> array[float]:
         raise _NoKind(
             "base64", f"base64 embedding decodes to {len(raw)} bytes, not whole float32 values"
         )
-    vector = array("f")
-    vector.frombytes(raw)
-    if not _LITTLE_ENDIAN:  # pragma: no cover - the wire order is little-endian
-        vector.byteswap()
-    return vector
+    return float32_vector(raw)
 
 
 # --- malformed input: find and name the first problem ------------------------------
 
 _AT = re.compile(r" - at `\$(.*)`$")
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(.*)`(?: - at `\$.*`)?", re.S)
 _BYTE = re.compile(r"\(byte ([0-9]+)\)")
 
 
-def malformed(raw: bytes, field: str) -> MalformedRecords:
-    """The error for `raw` that does not decode as records, naming where it fails."""
+def malformed(raw: bytes, field: str) -> InvalidArgument:
+    """The error for `raw` that does not decode as records, naming where it fails (or
+    RequestTooLarge for more records than a request may carry)."""
     try:
         elements = _RAW_LIST.decode(raw)
     except msgspec.ValidationError:
         return _error(field, f"{field} must be a JSON array of records, not another JSON value")
     except msgspec.DecodeError as error:
         return _error(field, f"{field} is not valid JSON: {_syntax(raw, error)}")
+    except RecursionError:
+        return _too_deep(field)
+    if len(elements) > MAX_RECORDS:
+        noun = field.removesuffix("_json")
+        return RequestTooLarge(f"{len(elements)} {noun} in one request; the limit is {MAX_RECORDS}")
     for index, element in enumerate(elements):
         where = f"{field}[{index}]"
         try:
@@ -180,14 +201,21 @@ def malformed(raw: bytes, field: str) -> MalformedRecords:
             return _record_error(where, element, str(error))
         except msgspec.DecodeError as error:  # skipped over as raw, but not decodable
             return _error(field, f"{field} is not valid JSON: {_syntax(raw, error)}")
+        except RecursionError:
+            return _too_deep(where)
     return _error(field, f"{field} does not decode as records")  # pragma: no cover
+
+
+def _too_deep(where: str) -> MalformedRecords:
+    return _error(where, f"{where} is nested too deeply to decode")
 
 
 def _record_error(where: str, element: bytes, message: str) -> MalformedRecords:
     if message.startswith("Expected `object`") and " - at " not in message:
         return _error(where, f"{where} must be a JSON object with data_unit_id and metadata")
-    if message.startswith("Object contains unknown field"):
-        name = message.split("`")[1]
+    unknown = _UNKNOWN_FIELD.fullmatch(message)
+    if unknown is not None:
+        name = unknown.group(1)
         return _error(
             where,
             f"{where} has an unknown field {shorten(name)}; a record has data_unit_id, "
@@ -206,6 +234,7 @@ def _record_error(where: str, element: bytes, message: str) -> MalformedRecords:
                     detail = f"the number {number[:40]} is out of range for a double"
                 field = f"{where}.metadata[{_quoted(key)}]"
                 return _error(field, f"{field}: {detail}")
+        path = ".metadata"  # e.g. a key given twice, whose first value does not decode
     return _error(f"{where}{path}", f"{where}{path}: {_plain(message)}")
 
 
@@ -236,9 +265,11 @@ def _quoted(key: str) -> str:
     return msgspec.json.encode(key).decode()
 
 
+# A \u escape of a high surrogate not followed by a low one, or a low one not preceded
+# by a high one; an escape counts only after an even number of backslashes.
 _LONE_SURROGATE = re.compile(
-    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
-    rb"|(?<![0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    rb"(?<!\\)(?:\\\\)*(\\u[dD][89abAB][0-9a-fA-F]{2})(?!\\u[dD][c-fC-F])"
+    rb"|(?<![0-9a-fA-F]{2})(?<!\\)(?:\\\\)*(\\u[dD][c-fC-F][0-9a-fA-F]{2})"
 )
 
 
@@ -251,9 +282,11 @@ def _syntax(raw: bytes, error: msgspec.DecodeError) -> str:
     except UnicodeDecodeError as bad:
         return f"invalid UTF-8 (byte {bad.start})"
     # msgspec says "truncated" for an unpaired surrogate escape too; find which.
-    escape = _LONE_SURROGATE.search(raw)
-    if escape is not None:
-        return f"an unpaired surrogate escape {escape.group().decode()} (byte {escape.start()})"
+    found = _LONE_SURROGATE.search(raw)
+    if found is not None:
+        group = 1 if found.group(1) else 2
+        escape = found.group(group).decode()
+        return f"an unpaired surrogate escape {escape} (byte {found.start(group)})"
     if message == "Input data was truncated":
         return f"the JSON ends early (byte {len(raw)})"
     return message

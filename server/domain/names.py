@@ -14,7 +14,7 @@ MAX_ENUM_OPTION_LENGTH = 256
 
 _BAD_KEY_CHAR = re.compile(r"[^A-Za-z0-9 ._-]")
 _ALNUM = re.compile(r"[A-Za-z0-9]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 # The same key rule as a JSON Schema (ECMA 262) pattern, for exported schemas.
 # `(?!.*\n)` keeps Python's `$` (which also matches before a final newline)
@@ -83,7 +83,7 @@ def enum_option_problem(option: str) -> str | None:
             f"enum option {shorten(option)} is {len(option)} characters long; "
             f"the limit is {MAX_ENUM_OPTION_LENGTH}"
         )
-    if _CONTROL.search(option):
+    if CONTROL_CHARACTER.search(option):
         return f"enum option {shorten(option)} contains a control character"
     return None
 
@@ -96,6 +96,6 @@ def data_unit_id_problem(data_unit_id: str) -> str | None:
             f"data_unit_id is {len(data_unit_id)} characters long; "
             f"the limit is {MAX_DATA_UNIT_ID_LENGTH}"
         )
-    if _CONTROL.search(data_unit_id):
+    if CONTROL_CHARACTER.search(data_unit_id):
         return f"data_unit_id {shorten(data_unit_id)} contains a control character"
     return None

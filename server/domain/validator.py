@@ -128,7 +128,8 @@ class CompiledValidator:
                     "key was hard-deleted; its name is reserved and cannot be written"
                 )
         self.hidden_keys = frozenset(d.key for d in state if d.state is KeyState.SOFT_DELETED)
-        # The Python type each active scalar key's values decode to (for fast decoding).
+        # The Python type each active scalar key's values decode to: hints for reading
+        # the typed form's Values (api.convert.value_readers).
         self.value_kinds: Mapping[str, type] = MappingProxyType(
             {d.key: _VALUE_KINDS[d.type] for d in state if d.active and d.type in _VALUE_KINDS}
         )

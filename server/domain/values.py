@@ -50,10 +50,27 @@ def describe_kind(value: object) -> str:
 def display(value: object) -> str:
     """The offending value, shortened for messages."""
     if isinstance(value, array | list) and len(value) > 4:
-        return "[" + ", ".join(f"{x:g}" for x in value[:3]) + f", … ({len(value)} items)]"
+        return "[" + ", ".join(map(_item, value[:3])) + f", … ({len(value)} items)]"
     if isinstance(value, array):
-        return "[" + ", ".join(f"{x:g}" for x in value) + "]"
+        return "[" + ", ".join(map(_item, value)) + "]"
     return shorten(value)
+
+
+def _item(number: object) -> str:
+    # A JSON list can hold an integer of thousands of digits, which :g cannot format.
+    return f"{number:g}" if type(number) is float else shorten(number, 24)
+
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+def float32_vector(raw: bytes) -> array[float]:
+    """An embedding from its little-endian float32 bytes (the wire and storage form)."""
+    vector = array("f")
+    vector.frombytes(raw)
+    if not _LITTLE_ENDIAN:  # pragma: no cover - the wire order is little-endian
+        vector.byteswap()
+    return vector
 
 
 def _wrong_kind(expected: str, value: object) -> ValueViolation:

@@ -67,13 +67,17 @@ class SchemaCache:
             pass
         decoder = FastDecoder.compile(validator.state)
         with self._lock:
-            self._decoders[key] = decoder
+            if key in self._entries:  # not for a version evicted meanwhile
+                self._decoders[key] = decoder
         return decoder
 
     def cached(self, name: str, version: int) -> tuple[SchemaVersion, CompiledValidator] | None:
         """A cached version, without asking the database (None when not cached)."""
         with self._lock:
-            return self._entries.get((name, version))
+            entry = self._entries.get((name, version))
+            if entry is not None:
+                self._entries.move_to_end((name, version))
+            return entry
 
     def read(
         self, db: Database, name: str, version: int

@@ -26,7 +26,6 @@ from ..domain.errors import (
     CallAbandoned,
     IdempotencyKeyReused,
     InvalidArgument,
-    MetaregError,
     SchemaNotFound,
 )
 from ..domain.json_records import decode_records
@@ -182,7 +181,7 @@ class MetadataService:
                 validator, records_json, "records_json", coerce_strings=coerce_strings
             )
             require_at_most(len(records_to_check), MAX_BUNDLE_UPDATES, "records")
-        report = ValidationReport(validator.version)
+        invalid: list[tuple[int, str, list[Problem]]] = []
         valid = 0
         for index, record in enumerate(records_to_check):
             patch, problems = check_update(validator, record, coerce_strings=coerce_strings)
@@ -191,10 +190,10 @@ class MetadataService:
             if size_problem:
                 problems = [*problems, size_problem]
             if problems:
-                report.invalid.append((index, record.data_unit_id, problems))
+                invalid.append((index, record.data_unit_id, problems))
             else:
                 valid += 1
-        return ValidationReport(report.schema_version, report.invalid, valid)
+        return ValidationReport(validator.version, invalid, valid)
 
     def apply_bundle(self, request: BundleRequest) -> BundleOutcome:
         require_one_form(len(request.updates), request.updates_json, "updates")
@@ -227,14 +226,12 @@ class MetadataService:
     def _check_early(self, request: BundleRequest) -> tuple[int, list[MetadataUpdate]] | None:
         """Decode and check before the write transaction, against the newest version this
         server knows, so that the write lock is not held meanwhile. The transaction uses
-        the result only if that is still the latest version; errors are left to it."""
+        the result only if that is still the latest version. What this raises (malformed
+        JSON, too many updates) does not depend on the version."""
         validator = self.cache.latest_known(request.schema)
         if validator is None:
             return None
-        try:
-            return validator.version, self._checked_updates(validator, request)
-        except MetaregError:
-            return None
+        return validator.version, self._checked_updates(validator, request)
 
     def _apply_once(
         self, request: BundleRequest, early: tuple[int, list[MetadataUpdate]] | None

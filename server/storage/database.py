@@ -150,8 +150,9 @@ class Database:
                 yield session
         except OperationalError as error:
             raise translate_operational_error(error) from error
-        if write and self._checkpointer is not None:
-            self._checkpointer.written()
+        checkpointer = self._checkpointer  # once: dispose() may clear it meanwhile
+        if write and checkpointer is not None:
+            checkpointer.written()
 
     def read(self, statement: ClauseElement, params: Mapping[str, Any]) -> list[Any]:
         """One SELECT outside any transaction, by the driver on a pooled connection.
@@ -176,9 +177,7 @@ class Database:
                 cursor.close()
         except self.engine.dialect.loaded_dbapi.Error as error:
             connection.invalidate(error)  # a broken connection must not go back to the pool
-            raise StorageUnavailable(
-                f"the database is unavailable: {type(error).__name__}"
-            ) from error
+            raise translate_driver_error(error) from error
         finally:
             connection.close()
 
@@ -190,8 +189,13 @@ class Database:
 
 
 def translate_operational_error(error: DBAPIError) -> Exception:
-    sqlstate = getattr(error.orig, "sqlstate", None)
-    if sqlstate in _PG_RETRYABLE or "database is locked" in str(error.orig):
+    return translate_driver_error(error.orig)
+
+
+def translate_driver_error(error: BaseException | None) -> Exception:
+    """The domain error for a driver's error: retryable contention, or unavailable."""
+    sqlstate = getattr(error, "sqlstate", None)
+    if sqlstate in _PG_RETRYABLE or "database is locked" in str(error):
         return ConcurrentWrite("the database was busy with a concurrent write; retry the request")
-    log.error("database error: %s", error.orig)
-    return StorageUnavailable(f"the database is unavailable: {type(error.orig).__name__}")
+    log.error("database error: %s", error)
+    return StorageUnavailable(f"the database is unavailable: {type(error).__name__}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from operator import attrgetter
@@ -27,6 +25,7 @@ from ..domain.bundle import RecordWrite, StoredRecord
 from ..domain.errors import ConcurrentWrite
 from ..domain.query.index import index_entries
 from ..domain.schema import KeyDefinition
+from ..domain.values import float32_vector
 from . import bulk, index, pgcopy
 from .dialects import (
     DIALECT_INSERTS,
@@ -40,17 +39,6 @@ from .models import RecordEmbeddingRow, RecordRow
 
 records = cast(Table, RecordRow.__table__)
 embeddings = cast(Table, RecordEmbeddingRow.__table__)
-
-_LITTLE_ENDIAN = sys.byteorder == "little"
-
-
-def decode_vector(raw: bytes) -> array[float]:
-    vector = array("f")
-    vector.frombytes(raw)
-    if not _LITTLE_ENDIAN:  # pragma: no cover - stored little-endian everywhere
-        vector.byteswap()
-    return vector
-
 
 _LOAD_RECORDS = {
     dialect: select(
@@ -98,7 +86,7 @@ def load_records(
     if found:
         params = {"schema_id": schema_id, "ids": ids_parameter(dialect, list(found))}
         for duid, key, raw in bulk.fetch(session, _LOAD_VECTORS[dialect], params):
-            found[duid].values[key] = decode_vector(raw)
+            found[duid].values[key] = float32_vector(raw)
     return found
 
 

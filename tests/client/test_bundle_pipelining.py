@@ -271,3 +271,44 @@ def test_an_unanswered_request_in_flight_is_unknown_and_retried_with_its_key(
     )
     assert len(flaky.keys) == 2  # the retries of request 2 carried its one key
     assert bundle_threads() == []
+
+
+class BreakingApply(grpc.UnaryUnaryClientInterceptor):
+    """Makes the `broken`th ApplyBundle fail in the client, not with a gRPC status."""
+
+    def __init__(self, broken: int) -> None:
+        self.broken = broken
+        self.calls = 0
+
+    def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
+        if details.method.endswith("/ApplyBundle"):
+            self.calls += 1
+            if self.calls == self.broken:
+                raise ValueError("Cannot invoke RPC on closed channel!")
+        return continuation(details, request)
+
+
+def test_a_request_that_breaks_in_the_client_leaves_every_result(
+    server: RunningServer, cams: Client
+) -> None:
+    """A call that fails with no status (a closed channel, say) stops the bundle like a
+    failed call: its updates are UNKNOWN, the ones queued after it NOT_SENT."""
+    with Client(server.address, interceptors=[BreakingApply(2)]) as client:
+        bundle = client.bundle("cams")
+
+        def send_all() -> None:
+            with bundle:
+                for i in range(2500):
+                    bundle.update(f"u{i}", {"n": i})
+
+        with pytest.raises(BundleError) as raised:
+            send_all()
+    outcomes = [r.outcome for r in bundle.results]
+    assert len(outcomes) == 2500
+    assert set(outcomes[:1000]) == {Outcome.APPLIED}
+    assert set(outcomes[1000:2000]) == {Outcome.UNKNOWN}
+    assert set(outcomes[2000:]) == {Outcome.NOT_SENT}
+    assert "closed channel" in str(raised.value)
+    assert bundle_threads() == []
