@@ -129,11 +129,13 @@ class Database:
         self.engine = create_engine(self.url, **options)
         self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
         self._checkpointer: WalCheckpointer | None = None
+        self._readers: SqliteReaders | None = None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
             assert self.url.database is not None
             self._checkpointer = WalCheckpointer(self.url.database)
             self._checkpointer.start()
+            self._readers = SqliteReaders(self.url.database)
         elif self.dialect == "postgresql":
             _configure_postgresql(self.engine)
 
@@ -155,15 +157,19 @@ class Database:
             checkpointer.written()
 
     def read(self, statement: ClauseElement, params: Mapping[str, Any]) -> list[Any]:
-        """One SELECT outside any transaction, by the driver on a pooled connection.
+        """One SELECT outside any transaction, by the driver: for the single-row lookups
+        of small, frequent calls.
 
-        About ten times cheaper than a session (whose checkout, begin and reset cost
-        ~100 µs): for the single-row lookups of small, frequent calls. Each statement
-        sees the latest committed data (SQLite runs it in autocommit mode; PostgreSQL
-        in its own short transaction, rolled back when the connection returns).
+        Each statement sees the latest committed data. On SQLite it runs in autocommit
+        mode on a read connection of this thread's own (3-4 µs); elsewhere on a pooled
+        connection (about 10 µs more for checkout and reset, still ten times cheaper
+        than a session), in its own short transaction, rolled back when the connection
+        returns.
         """
         sql, positions = bulk.compiled_sql(self.engine.dialect, statement)
         values: Any = tuple(params[name] for name in positions) if positions else params
+        if self._readers is not None:
+            return self._readers.read(sql, values)
         try:
             connection = self.engine.raw_connection()
         except OperationalError as error:
@@ -185,7 +191,45 @@ class Database:
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
+        if self._readers is not None:
+            self._readers.close()
         self.engine.dispose()
+
+
+class SqliteReaders:
+    """Read-only SQLite connections, one per thread, for `Database.read`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def read(self, sql: str, values: Any) -> list[Any]:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        try:
+            if connection is None:
+                connection = self._open()
+            return connection.execute(sql, values).fetchall()
+        except sqlite3.Error as error:
+            self._local.connection = None  # open a fresh one next time
+            raise translate_driver_error(error) from error
+
+    def _open(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        connection.execute("PRAGMA query_only=ON")
+        self._local.connection = connection
+        with self._lock:
+            self._opened.append(connection)
+        return connection
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
 
 
 def translate_operational_error(error: DBAPIError) -> Exception:
