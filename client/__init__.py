@@ -64,7 +64,7 @@ from ._results import (
     Violation,
 )
 from ._schema import MetadataSchema
-from ._transport import RetryPolicy
+from ._transport import InsecureTokenWarning, RetryPolicy
 
 __all__ = [
     "AlreadyExistsError",
@@ -82,6 +82,7 @@ __all__ = [
     "FailedPreconditionError",
     "FieldViolation",
     "FilterUpdate",
+    "InsecureTokenWarning",
     "InternalError",
     "InvalidArgumentError",
     "MetadataSchema",

@@ -27,7 +27,17 @@ from ._results import (
     ValidationReport,
 )
 from ._schema import MetadataSchema, timestamp
-from ._transport import DEFAULT_TIMEOUT, MAX_REQUEST_BYTES, READ_RETRY_CODES, RetryPolicy, Transport
+from ._transport import (
+    DEFAULT_TIMEOUT,
+    MAX_REQUEST_BYTES,
+    READ_RETRY_CODES,
+    PemSource,
+    RetryPolicy,
+    Transport,
+    channel_credentials,
+    security_from_env,
+    warn_if_token_in_clear,
+)
 from ._validation import Validation
 from ._values import as_pairs, decode_metadata
 
@@ -55,6 +65,15 @@ class Client:
     UNAVAILABLE and DEADLINE_EXCEEDED; schema saves and update_by_filter never are.
     Failures raise the typed exceptions of `metareg.client` (e.g. ConflictError for
     ABORTED).
+
+    Security: `tls=True` encrypts the connection and checks the server's certificate
+    against `ca_cert` (without it, gRPC's default roots: the system's). `client_cert`
+    and `client_key` are presented to a server that requires them (mTLS); any of the
+    three implies TLS. Each is a file path (str or Path) or the PEM contents (bytes).
+    `token` is sent as `authorization: Bearer <token>` on every call; if that is without
+    TLS to another machine, the constructor warns once (InsecureTokenWarning). `credentials`
+    (ready-made gRPC channel credentials) is the alternative to tls and the
+    certificates. Unreadable or non-PEM files and a bad token raise ValueError.
     """
 
     def __init__(
@@ -62,26 +81,48 @@ class Client:
         address: str,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        tls: bool = False,
+        ca_cert: PemSource | None = None,
+        client_cert: PemSource | None = None,
+        client_key: PemSource | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] | None = None,
         retry: RetryPolicy | None = None,
         interceptors: Sequence[Any] = (),
     ) -> None:
         self.address = address
+        if credentials is None:
+            credentials = channel_credentials(
+                tls=tls, ca_cert=ca_cert, client_cert=client_cert, client_key=client_key
+            )
+        elif tls or ca_cert is not None or client_cert is not None or client_key is not None:
+            raise ValueError("give credentials or tls/ca_cert/client_cert/client_key, not both")
         self._transport = Transport(
             address,
             timeout=timeout,
             credentials=credentials,
             metadata=metadata,
+            token=token,
             retry=retry or RetryPolicy(),
             interceptors=interceptors,
         )
+        if token and credentials is None:
+            warn_if_token_in_clear(address, stacklevel=2)
 
     @classmethod
     def from_env(cls, **options: Any) -> Client:
-        """A client for `$METAREG_ADDRESS` (default 127.0.0.1:50051, where `metareg serve`
-        listens)."""
-        return cls(os.environ.get(ADDRESS_VARIABLE) or DEFAULT_ADDRESS, **options)
+        """A client configured by the environment; `options` override it.
+
+        `$METAREG_ADDRESS` (default 127.0.0.1:50051, where `metareg serve` listens),
+        `$METAREG_TOKEN`, `$METAREG_TLS` (1/true/yes/on or 0/false/no/off),
+        `$METAREG_CA_CERT`, `$METAREG_CLIENT_CERT` and `$METAREG_CLIENT_KEY` (file paths).
+        """
+        settings = security_from_env(os.environ)
+        if options.get("credentials") is not None:  # instead of the TLS settings
+            settings = {"token": settings["token"]}
+        address = os.environ.get(ADDRESS_VARIABLE) or DEFAULT_ADDRESS
+        return cls(address, **{**settings, **options})
 
     def __enter__(self) -> Client:
         return self

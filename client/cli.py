@@ -51,12 +51,30 @@ main.add_command(metadata)
     default=None,
     help="Server processes sharing the port, 1..64 (also METAREG_WORKERS) [default: 1].",
 )
+@click.option(
+    "--tls-cert",
+    metavar="PEM",
+    default=None,
+    help="Certificate (chain) file; with --tls-key the port speaks TLS (also METAREG_TLS_CERT).",
+)
+@click.option(
+    "--tls-key", metavar="PEM", default=None, help="Its private key file (also METAREG_TLS_KEY)."
+)
+@click.option(
+    "--tls-client-ca",
+    metavar="PEM",
+    default=None,
+    help="Require client certificates signed by this CA: mTLS (also METAREG_TLS_CLIENT_CA).",
+)
 def serve(
     host: str | None,
     port: int | None,
     database_url: str | None,
     log_level: str | None,
     workers: int | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_client_ca: str | None,
 ) -> None:
     """Run the gRPC server until SIGTERM or Ctrl-C."""
     from metareg.server.app import serve as run_server
@@ -64,8 +82,9 @@ def serve(
     from metareg.server.domain.errors import DatabaseNotAtHead
 
     config = _config(
-        host=host, port=port, database_url=database_url, log_level=log_level, workers=workers
-    )
+        host=host, port=port, database_url=database_url, log_level=log_level, workers=workers,
+        tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
+    )  # fmt: skip
     with _operator_errors():
         try:
             run_server(config)

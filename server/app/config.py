@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from . import tls
+
 DEFAULT_DATABASE_URL = "sqlite:///metareg.db"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -24,6 +26,11 @@ class Config:
     idempotency_ttl_hours: float = 24.0
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
+    # PEM files. A certificate and its key make the port TLS; a client CA on top of them
+    # requires client certificates signed by it (mTLS). Empty: plaintext.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
 
     def __post_init__(self) -> None:
         """Refuse settings the server cannot honour (the error names the variable)."""
@@ -43,6 +50,7 @@ class Config:
             if not ok:  # NaN fails every comparison, so it lands here too
                 value = getattr(self, name.lower())
                 raise ValueError(f"METAREG_{name}={value!r} is out of range: use {allowed}")
+        tls.check_files(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

@@ -30,7 +30,7 @@ from ..service.query import QueryService
 from ..service.schemas import SchemaService
 from ..storage.database import Database
 from ..storage.migrate import ensure_at_head
-from . import logs
+from . import logs, tls
 from .config import Config
 from .interceptors import ErrorMappingInterceptor
 
@@ -74,6 +74,7 @@ def create_server(
 
     `reuse_port` lets the processes of `serve --workers N` share one port.
     """
+    credentials = tls.server_credentials(config)  # read before anything needs releasing
     database = Database(config.database_url, pool_size=config.max_workers)
     try:
         ensure_at_head(database)
@@ -106,8 +107,13 @@ def create_server(
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
     )
+    address = f"{config.host}:{config.port}"
     try:
-        port = grpc_server.add_insecure_port(f"{config.host}:{config.port}")
+        port = (
+            grpc_server.add_secure_port(address, credentials)
+            if credentials is not None
+            else grpc_server.add_insecure_port(address)
+        )
     except RuntimeError:
         port = 0
     if port == 0:
@@ -142,9 +148,10 @@ def serve(config: Config) -> None:
     tune_garbage_collector()
     server.start()
     log.info(
-        "metareg listening on %s:%d (database %s)",
+        "metareg listening on %s:%d%s (database %s)",
         config.host,
         port,
+        tls.log_marker(config),
         server.database.url.render_as_string(hide_password=True),
     )
     drain_on_signal(server, config.shutdown_grace_seconds, (signal.SIGTERM, signal.SIGINT)).wait()

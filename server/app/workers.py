@@ -20,7 +20,7 @@ from typing import Protocol
 
 from ..storage.database import Database
 from ..storage.migrate import ensure_at_head
-from . import logs
+from . import logs, tls
 from .config import Config
 from .server import create_server, drain_on_signal, tune_garbage_collector
 
@@ -218,9 +218,10 @@ class Supervisor:
         worker.ready = True
         if all(w.ready for w in self.workers):
             log.info(
-                "metareg listening on %s:%d (database %s) with %d workers, pids %s",
+                "metareg listening on %s:%d%s (database %s) with %d workers, pids %s",
                 self.config.host,
                 self.config.port,
+                tls.log_marker(self.config),
                 self.database,
                 len(self.workers),
                 ", ".join(str(w.process.pid) for w in self.workers),
@@ -282,7 +283,7 @@ def run_worker(
     tune_garbage_collector()
     server.start()
     stopped = drain_on_signal(server, config.shutdown_grace_seconds, (signal.SIGTERM,))
-    log.info("serving on %s:%d (pid %d)", config.host, port, os.getpid())
+    log.info("serving on %s:%d%s (pid %d)", config.host, port, tls.log_marker(config), os.getpid())
     report.send(None)
     report.close()
     stopped.wait()
