@@ -47,6 +47,7 @@ from ._errors import (
 from ._files import load_schema_file
 from ._query import QueryResults
 from ._results import (
+    AuditEvent,
     BundleRejection,
     FieldViolation,
     FilterUpdate,
@@ -68,6 +69,7 @@ from ._transport import InsecureTokenWarning, RetryPolicy
 
 __all__ = [
     "AlreadyExistsError",
+    "AuditEvent",
     "Bundle",
     "BundleError",
     "BundleRejection",

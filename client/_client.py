@@ -19,6 +19,7 @@ from ._errors import ConflictError, InvalidArgumentError, NotFoundError, ValueCo
 from ._files import load_schema_file
 from ._query import DEFAULT_QUERY_PAGE_SIZE, QueryResults, count_matches, update_matches
 from ._results import (
+    AuditEvent,
     FilterUpdate,
     SchemaImpact,
     SchemaSummary,
@@ -163,6 +164,24 @@ class Client:
             token = page.next_page_token
             if not token:
                 return summaries
+
+    def audit_events(self, schema: str = "", *, page_size: int = 100) -> Iterator[AuditEvent]:
+        """The audit log, newest first, fetched page by page as you iterate: every schema
+        change, DeleteMetadata, UpdateByFilter and key change (needs an admin key; one that
+        covers some schemas sees only theirs)."""
+        token = ""
+        while True:
+            request = rpb.ListAuditEventsRequest(schema=schema, page_size=page_size,
+                                                 page_token=token)  # fmt: skip
+            page = self._transport.call(
+                self._transport.registry.ListAuditEvents, request, retry_on=READ_RETRY_CODES
+            )
+            for e in page.events:
+                yield AuditEvent(e.id, timestamp(e, "time"), e.key_name, e.peer, e.rpc,
+                                 e.schema, e.summary, e.outcome)  # fmt: skip
+            token = page.next_page_token
+            if not token:
+                return
 
     def import_schema_from_dict(
         self,

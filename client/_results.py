@@ -240,6 +240,28 @@ class SchemaSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One change in the server's audit log (`Client.audit_events`)."""
+
+    id: int
+    time: datetime | None
+    key_name: str
+    peer: str
+    rpc: str
+    schema: str
+    summary: str
+    outcome: str
+
+    def to_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            name: getattr(self, name)
+            for name in self.__dataclass_fields__
+        }
+        data["time"] = self.time.isoformat() if self.time else None
+        return data
+
+
+@dataclass(frozen=True, slots=True)
 class SchemaUpdate:
     """The result of a schema import: the changes made (or, in a dry run, that would be)."""
 

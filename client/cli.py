@@ -7,18 +7,12 @@ server rejects), 3 server unreachable.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, NoReturn
-
 import click
 
+from ._cli_auth import audit, auth
 from ._cli_metadata import metadata
+from ._cli_operator import fail_operator, operator_config, operator_errors
 from ._cli_schema import schema
-
-if TYPE_CHECKING:
-    from metareg.server.app import Config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,6 +28,8 @@ def main() -> None:
 
 main.add_command(schema)
 main.add_command(metadata)
+main.add_command(auth)
+main.add_command(audit)
 
 
 @main.command()
@@ -66,6 +62,13 @@ main.add_command(metadata)
     default=None,
     help="Require client certificates signed by this CA: mTLS (also METAREG_TLS_CLIENT_CA).",
 )
+@click.option(
+    "--allow-anonymous",
+    is_flag=True,
+    default=None,
+    help="Serve calls without an API key on a non-loopback interface while no key exists "
+    "(also METAREG_ALLOW_ANONYMOUS). Without it such a server refuses to start.",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -75,56 +78,25 @@ def serve(
     tls_cert: str | None,
     tls_key: str | None,
     tls_client_ca: str | None,
+    allow_anonymous: bool | None,
 ) -> None:
     """Run the gRPC server until SIGTERM or Ctrl-C."""
     from metareg.server.app import serve as run_server
+    from metareg.server.app.access import UnsafeExposure
     from metareg.server.app.workers import WorkerFailed
-    from metareg.server.domain.errors import DatabaseNotAtHead
 
-    config = _config(
+    config = operator_config(
         host=host, port=port, database_url=database_url, log_level=log_level, workers=workers,
         tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
+        allow_anonymous=allow_anonymous,
     )  # fmt: skip
-    with _operator_errors():
+    with operator_errors():
         try:
             run_server(config)
-        except DatabaseNotAtHead as error:
-            _fail(error.message)
+        except UnsafeExposure as error:
+            fail_operator(str(error))
         except WorkerFailed as error:
-            _fail(str(error))
-
-
-def _config(**overrides: str | int | None) -> Config:
-    """The server's settings; one that is out of range or not a number is a one-line error."""
-    from metareg.server.app import Config
-
-    try:
-        return Config.from_env(**overrides)
-    except ValueError as error:
-        _fail(str(error))
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
-
-
-@contextmanager
-def _operator_errors() -> Iterator[None]:
-    """Settings, URLs and databases an operator got wrong: one line each, no traceback."""
-    from alembic.util.exc import CommandError
-    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
-
-    try:
-        yield
-    except (ArgumentError, NoSuchModuleError) as error:
-        _fail(f"bad database URL: {error}")
-    except DBAPIError as error:
-        _fail(f"cannot use the database: {str(error.orig).strip() or type(error.orig).__name__}")
-    except CommandError as error:
-        _fail(f"migration: {error}")
-    except OSError as error:
-        _fail(str(error))
+            fail_operator(str(error))
 
 
 @main.group()
@@ -144,13 +116,13 @@ def upgrade(database_url: str | None) -> None:
     from metareg.server.storage.migrate import current_revision, head_revision, is_unknown
     from metareg.server.storage.migrate import upgrade as run_upgrade
 
-    config = _config(database_url=database_url)
-    with _operator_errors():
+    config = operator_config(database_url=database_url)
+    with operator_errors():
         database = Database(config.database_url)
         try:
             before = current_revision(database)
             if is_unknown(database, before):
-                _fail(
+                fail_operator(
                     f"the database is at revision {before}, newer than this metareg knows "
                     f"(its newest is {head_revision(database)}): use a newer metareg"
                 )

@@ -14,9 +14,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from metareg.v1 import metadata_pb2 as mpb
 from metareg.v1 import schema_pb2 as spb
+from metareg.v1 import schema_registry_pb2 as rpb
 from metareg.v1 import wire
 
 from ..domain import evolution as ev
+from ..domain.access import AuditEvent
 from ..domain.bundle import MetadataUpdate, Outcome, StoredRecord, UpdateMode, UpdateResult
 from ..domain.errors import FieldViolation, InvalidSchemaChange
 from ..domain.impact import ImpactReport
@@ -155,6 +157,19 @@ def _plain(value: struct_pb2.Value) -> object:
     if kind is None or kind == "null_value":
         return None
     return getattr(value, kind)
+
+
+def audit_event_to_proto(event: AuditEvent) -> rpb.AuditEvent:
+    return rpb.AuditEvent(
+        id=event.id,
+        time=timestamp(event.created_at),
+        key_name=event.key_name,
+        peer=event.peer,
+        rpc=event.rpc,
+        schema=event.schema or "",
+        summary=event.summary,
+        outcome=event.outcome,
+    )
 
 
 # --- metadata values -------------------------------------------------------

@@ -11,8 +11,9 @@ from google.protobuf.message import Message
 from metareg.v1 import schema_registry_pb2 as pb
 from metareg.v1 import schema_registry_pb2_grpc as pb_grpc
 
+from ..service.audit import AuditService
 from ..service.schemas import SchemaService, SchemaUpdate
-from . import convert
+from . import caller, convert
 
 
 def _update_response(result: SchemaUpdate) -> pb.UpdateSchemaResponse:
@@ -29,8 +30,9 @@ class SchemaRegistryServicer(pb_grpc.SchemaRegistryServicer):
     cached per (schema, version) - versions never change - which the server's interceptor
     sends as they are (see app.interceptors)."""
 
-    def __init__(self, service: SchemaService) -> None:
+    def __init__(self, service: SchemaService, audit_log: AuditService | None = None) -> None:
         self.service = service
+        self.audit_log = audit_log or AuditService(service.db)
         self._schemas = SerializedResponses()
         self._exports = SerializedResponses()
 
@@ -49,7 +51,8 @@ class SchemaRegistryServicer(pb_grpc.SchemaRegistryServicer):
     def ListSchemas(
         self, request: pb.ListSchemasRequest, context: grpc.ServicerContext
     ) -> pb.ListSchemasResponse:
-        page = self.service.list_schemas(request.page_size, request.page_token)
+        key = caller.current("ListSchemas").key
+        page = self.service.list_schemas(request.page_size, request.page_token, key)
         return pb.ListSchemasResponse(
             schemas=[convert.summary_to_proto(s) for s in page.items],
             next_page_token=page.next_token,
@@ -73,6 +76,7 @@ class SchemaRegistryServicer(pb_grpc.SchemaRegistryServicer):
             convert.changes_from_proto(request.changes),
             validate_only=request.validate_only,
             force=request.force,
+            caller=caller.current("UpdateSchema").caller,
         )
         return _update_response(result)
 
@@ -87,6 +91,7 @@ class SchemaRegistryServicer(pb_grpc.SchemaRegistryServicer):
             allow_unknown_keys=allow,
             validate_only=request.validate_only,
             force=request.force,
+            caller=caller.current("ImportSchema").caller,
         )
         return _update_response(result)
 
@@ -104,6 +109,17 @@ class SchemaRegistryServicer(pb_grpc.SchemaRegistryServicer):
         version, document = self.service.export_json_schema(schema)
         return self._exports.put(
             schema.name, version, pb.ExportJsonSchemaResponse(version=version, json_schema=document)
+        )
+
+    def ListAuditEvents(
+        self, request: pb.ListAuditEventsRequest, context: grpc.ServicerContext
+    ) -> pb.ListAuditEventsResponse:
+        key = caller.current("ListAuditEvents").key
+        page = self.audit_log.list_events(key, request.schema, request.page_size,
+                                          request.page_token)  # fmt: skip
+        return pb.ListAuditEventsResponse(
+            events=[convert.audit_event_to_proto(e) for e in page.items],
+            next_page_token=page.next_token,
         )
 
 

@@ -31,6 +31,12 @@ class Config:
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
+    # With no API key, anonymous calls are served on loopback only, and a non-loopback
+    # bind refuses to start; this lifts both (the operator takes the risk).
+    allow_anonymous: bool = False
+    # Past either limit a call is refused with RESOURCE_EXHAUSTED at once (health never).
+    max_calls_in_flight: int = 64
+    max_request_bytes_in_flight: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         """Refuse settings the server cannot honour (the error names the variable)."""
@@ -45,6 +51,9 @@ class Config:
             (0 <= self.shutdown_grace_seconds <= 3600, "SHUTDOWN_GRACE_SECONDS",
              "0..3600 seconds"),
             (self.log_level.upper() in _LOG_LEVELS, "LOG_LEVEL", ", ".join(_LOG_LEVELS)),
+            (1 <= self.max_calls_in_flight <= 100_000, "MAX_CALLS_IN_FLIGHT", "1..100000 calls"),
+            (self.max_request_bytes_in_flight >= self.max_message_bytes,
+             "MAX_REQUEST_BYTES_IN_FLIGHT", "at least MAX_MESSAGE_BYTES (one request)"),
         ]  # fmt: skip
         for ok, name, allowed in problems:
             if not ok:  # NaN fails every comparison, so it lands here too
@@ -62,10 +71,20 @@ class Config:
             if raw is not None and raw != "":
                 kind = type(getattr(cls(), item.name))
                 try:
-                    values[item.name] = kind(raw)
+                    values[item.name] = _flag(raw) if kind is bool else kind(raw)
                 except ValueError:
                     raise ValueError(
                         f"METAREG_{item.name.upper()}={raw!r} is not a valid {kind.__name__}"
                     ) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)
+
+
+def _flag(raw: str) -> bool:
+    """A boolean setting: 1/true/yes/on or 0/false/no/off, any case."""
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)

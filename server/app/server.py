@@ -23,6 +23,8 @@ from metareg.v1 import (
 
 from ..api.metadata_service import MetadataServicer
 from ..api.schema_registry import SchemaRegistryServicer
+from ..service.access import AccessService
+from ..service.audit import AuditService
 from ..service.cache import SchemaCache
 from ..service.common import Clock, utc_now
 from ..service.metadata import MetadataService
@@ -31,8 +33,10 @@ from ..service.schemas import SchemaService
 from ..storage.database import Database
 from ..storage.migrate import ensure_at_head
 from . import logs, tls
+from .access import AccessInterceptor, check_exposure
 from .config import Config
 from .interceptors import ErrorMappingInterceptor
+from .limits import Limits, LimitsInterceptor
 
 log = logging.getLogger("metareg.server")
 
@@ -81,11 +85,29 @@ def create_server(
     except Exception:
         database.dispose()
         raise
+    access = AccessService(database, clock)
+    try:
+        check_exposure(config, access)
+    except Exception:
+        database.dispose()
+        raise
     cache = SchemaCache()
     ttl = timedelta(hours=config.idempotency_ttl_hours)
+    limits = Limits(
+        max_calls=config.max_calls_in_flight,
+        # Two threads are kept from data calls, so schema reads and health always find one.
+        max_data_calls=max(1, config.max_workers - 2),
+        max_bytes=config.max_request_bytes_in_flight,
+    )
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
-        interceptors=[ErrorMappingInterceptor()],
+        # Outermost first: errors become statuses (and a log line), then the limits are
+        # applied before anything is parsed, then the caller is identified.
+        interceptors=[
+            ErrorMappingInterceptor(),
+            LimitsInterceptor(limits),
+            AccessInterceptor(access, anonymous_anywhere=config.allow_anonymous),
+        ],
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
@@ -94,7 +116,8 @@ def create_server(
         ],
     )
     schema_registry_pb2_grpc.add_SchemaRegistryServicer_to_server(
-        SchemaRegistryServicer(SchemaService(database, cache, clock)), grpc_server
+        SchemaRegistryServicer(SchemaService(database, cache, clock), AuditService(database)),
+        grpc_server,
     )
     metadata = MetadataService(database, cache, clock, ttl)
     metadata_pb2_grpc.add_MetadataServiceServicer_to_server(

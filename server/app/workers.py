@@ -18,9 +18,11 @@ from multiprocessing.context import ForkContext, ForkProcess
 from types import FrameType
 from typing import Protocol
 
+from ..service.access import AccessService
 from ..storage.database import Database
 from ..storage.migrate import ensure_at_head
 from . import logs, tls
+from .access import check_exposure
 from .config import Config
 from .server import create_server, drain_on_signal, tune_garbage_collector
 
@@ -121,6 +123,7 @@ def check_database(config: Config) -> str:
     database = Database(config.database_url, pool_size=1)
     try:
         ensure_at_head(database)
+        check_exposure(config, AccessService(database))  # once, before any worker starts
         return database.url.render_as_string(hide_password=True)
     finally:
         # Before any fork: no connection and no checkpoint thread may be inherited.

@@ -12,7 +12,10 @@
     │   └── InvalidQuery           (column of the offending token)
     ├── NotFound                   NOT_FOUND
     │   ├── SchemaNotFound
-    │   └── SchemaVersionNotFound
+    │   ├── SchemaVersionNotFound
+    │   └── KeyNotFound
+    ├── AlreadyExists              ALREADY_EXISTS
+    │   └── KeyExists
     ├── FailedPrecondition         FAILED_PRECONDITION
     │   ├── IncompatibleChange     (impact on stored records)
     │   ├── IdempotencyKeyReused
@@ -24,6 +27,8 @@
     │   └── TooManyMatches
     ├── Unavailable                UNAVAILABLE
     │   └── StorageUnavailable
+    ├── Unauthenticated            UNAUTHENTICATED (no valid, unrevoked API key)
+    ├── PermissionDenied           PERMISSION_DENIED (the key's role or schemas do not allow it)
     └── CallAbandoned              CANCELLED (the caller left before the commit)
 
 The api layer turns these into gRPC statuses; nothing here imports grpc.
@@ -48,6 +53,8 @@ class ErrorCode(enum.Enum):
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
     CANCELLED = "CANCELLED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +152,20 @@ class SchemaVersionNotFound(NotFound):
         super().__init__(f'schema "{name}" has no version {version} (versions are 1..{latest})')
 
 
+class KeyNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f'there is no API key named "{name}"')
+
+
+class AlreadyExists(MetaregError):
+    code = ErrorCode.ALREADY_EXISTS
+
+
+class KeyExists(AlreadyExists):
+    def __init__(self, name: str) -> None:
+        super().__init__(f'an API key named "{name}" exists already; choose another name')
+
+
 class FailedPrecondition(MetaregError):
     code = ErrorCode.FAILED_PRECONDITION
 
@@ -213,6 +234,18 @@ class Unavailable(MetaregError):
 
 class StorageUnavailable(Unavailable):
     """The database could not be reached or refused the connection."""
+
+
+class Unauthenticated(MetaregError):
+    """No valid, unrevoked API key came with a call that needs one."""
+
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class PermissionDenied(MetaregError):
+    """The caller's key does not allow this RPC, or not on this schema."""
+
+    code = ErrorCode.PERMISSION_DENIED
 
 
 class CallAbandoned(MetaregError):

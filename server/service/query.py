@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from ..domain.access import ANONYMOUS, Caller
 from ..domain.bundle import MetadataUpdate, Outcome, StoredRecord, check_update
 from ..domain.bundle import plan_bundle as plan_updates
 from ..domain.errors import InvalidArgument, InvalidPageToken, TooManyMatches
@@ -55,7 +56,7 @@ from ..domain.query.index import (
 )
 from ..domain.reports import filter_update_rejection, patch_rejection
 from ..domain.validator import MAX_RECORD_BYTES, CompiledValidator
-from ..storage import index, records
+from ..storage import audit, index, records
 from .common import (
     decode_page_token,
     encode_page_token,
@@ -305,23 +306,27 @@ class QueryService:
     # --- UpdateByFilter ----------------------------------------------------------------
 
     def update_by_filter(self, schema: str, filter_text: str, patch: MetadataUpdate, *,
-                         validate_only: bool, coerce_strings: bool) -> FilterUpdate:  # fmt: skip
+                         validate_only: bool, coerce_strings: bool,
+                         caller: Caller | None = None) -> FilterUpdate:  # fmt: skip
         if not filter_text.strip():
             raise InvalidArgument(
                 "UpdateByFilter needs a filter; to update every record say so explicitly, "
                 "for example with `some_key EXISTS`"
             )
 
+        who = caller or Caller(ANONYMOUS, "", "UpdateByFilter")
+
         def run() -> FilterUpdate:
             with self.db.session(write=not validate_only) as session:
                 return self._update(session, schema, filter_text, patch,
                                     validate_only=validate_only,
-                                    coerce_strings=coerce_strings)  # fmt: skip
+                                    coerce_strings=coerce_strings, caller=who)  # fmt: skip
 
         return retry_on_conflict(run)
 
     def _update(self, session: Session, schema: str, filter_text: str, patch: MetadataUpdate,
-                *, validate_only: bool, coerce_strings: bool) -> FilterUpdate:  # fmt: skip
+                *, validate_only: bool, coerce_strings: bool,
+                caller: Caller) -> FilterUpdate:  # fmt: skip
         ref, validator = self.metadata._schema(session, schema, lock="share")
         _, problems = check_update(validator, patch, coerce_strings=coerce_strings)
         if problems:
@@ -347,6 +352,9 @@ class QueryService:
         if not validate_only:
             now = self.metadata.clock()
             records.write_records(session, ref.id, plan.writes, validator.version, now)
+            summary = (f"filter {filter_text[:200]!r}, mode {patch.mode.value}: "
+                       f"{len(ids)} matched, {updated} updated")  # fmt: skip
+            audit.record(session, caller, schema, summary, "applied", now)
         return FilterUpdate(len(ids), 0 if validate_only else updated, validator.version)
 
 

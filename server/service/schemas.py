@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
+from ..domain.access import ANONYMOUS, ApiKey, Caller
 from ..domain.errors import (
     IncompatibleChange,
     InvalidPageToken,
@@ -21,7 +22,7 @@ from ..domain.importing import plan_import
 from ..domain.json_schema import export_json_schema
 from ..domain.names import schema_name_problem
 from ..domain.schema import SchemaState, SchemaSummary, SchemaVersion
-from ..storage import schemas
+from ..storage import audit, schemas
 from ..storage.database import Database
 from ..storage.schemas import SchemaRef
 from . import stored_data
@@ -71,13 +72,24 @@ class SchemaService:
         """A version (from get_schema) as a JSON Schema document."""
         return schema.version, json.dumps(export_json_schema(schema), indent=2, sort_keys=False)
 
-    def list_schemas(self, requested_size: int, token: str) -> Page[SchemaSummary]:
+    def list_schemas(
+        self, requested_size: int, token: str, key: ApiKey | None = None
+    ) -> Page[SchemaSummary]:
+        """Schemas by name; with `key`, only those it covers (the others are skipped over,
+        so a page may come back short, but never empty while there are more)."""
         size = page_size(requested_size)
         after = decode_page_token(token, "schemas") or ""
         if type(after) is not str or (after and schema_name_problem(after)):
             raise InvalidPageToken("page_token was not issued for ListSchemas")
+        items: list[SchemaSummary] = []
         with self.db.session() as session:
-            items = schemas.list_summaries(session, after, size + 1)
+            while True:
+                wanted = size + 1 - len(items)
+                batch = schemas.list_summaries(session, after, wanted)
+                items += [s for s in batch if key is None or key.covers(s.name)]
+                if len(items) > size or len(batch) < wanted:
+                    break
+                after = batch[-1].name
         more = len(items) > size
         items = items[:size]
         return Page(items, encode_page_token("schemas", items[-1].name) if more else "")
@@ -106,6 +118,7 @@ class SchemaService:
         *,
         validate_only: bool = False,
         force: bool = False,
+        caller: Caller | None = None,
     ) -> SchemaUpdate:
         require_schema_name(name)
         return retry_on_conflict(
@@ -115,6 +128,7 @@ class SchemaService:
                 lambda state: apply_changes(state, changes),
                 validate_only=validate_only,
                 force=force,
+                caller=caller or Caller(ANONYMOUS, "", "UpdateSchema"),
             )
         )
 
@@ -127,6 +141,7 @@ class SchemaService:
         allow_unknown_keys: bool | None = None,
         validate_only: bool = False,
         force: bool = False,
+        caller: Caller | None = None,
     ) -> SchemaUpdate:
         require_schema_name(name)
         return retry_on_conflict(
@@ -136,6 +151,7 @@ class SchemaService:
                 lambda state: plan_import(state, document, allow_unknown_keys),
                 validate_only=validate_only,
                 force=force,
+                caller=caller or Caller(ANONYMOUS, "", "ImportSchema"),
             )
         )
 
@@ -147,6 +163,7 @@ class SchemaService:
         *,
         validate_only: bool,
         force: bool,
+        caller: Caller,
     ) -> SchemaUpdate:
         assert callable(plan)
         with self.db.session(write=not validate_only) as session:
@@ -177,6 +194,8 @@ class SchemaService:
             ref = ref or schemas.create_schema(session, name, now)
             saved = schemas.add_version(session, ref, evolution.after, evolution.applied, now)
             stored_data.apply_effects(session, ref, effects, evolution.after, now, saved.version)
+            audit.record(session, caller, name, change_summary(saved.version, evolution, impact),
+                         "applied", now)  # fmt: skip
             return SchemaUpdate(saved, impact, True, evolution.applied)
 
     # --- helpers ----------------------------------------------------------
@@ -187,3 +206,13 @@ class SchemaService:
         if ref is None or ref.latest_version == 0:
             raise SchemaNotFound(name)
         return ref
+
+
+def change_summary(version: int, evolution: Evolution, impact: ImpactReport) -> str:
+    """An audit event's summary of a schema change: the changes, and what they removed."""
+    parts = [f"version {version}: " + "; ".join(evolution.applied)]
+    for key, count in sorted(impact.purged_by_key.items()):
+        parts.append(f'hard delete of "{key}" purged {count} value(s)')
+    if impact.invalid_records:
+        parts.append(f"forced: {impact.invalid_records} record(s) lost invalid values")
+    return "; ".join(parts)

@@ -141,3 +141,36 @@ class IndexStringRow(Base):
     key: Mapped[str] = mapped_column(String(256), primary_key=True)
     value: Mapped[str] = mapped_column(IndexedText, primary_key=True)
     data_unit_id: Mapped[str] = mapped_column(DataUnitId, primary_key=True)
+
+
+class ApiKeyRow(Base):
+    """An API key: its role, the schemas it covers, and the hash of its token (never the
+    token). Keys are revoked, never deleted, so that enforcement can never switch off."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # JSON list of schema-name globs; [] covers every schema.
+    schemas: Mapped[str] = mapped_column(Text)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AuditEventRow(Base):
+    """One change, recorded in the transaction that made it."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_schema_name", "schema_name", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    key_name: Mapped[str] = mapped_column(String(64))
+    peer: Mapped[str] = mapped_column(String(256))
+    rpc: Mapped[str] = mapped_column(String(128))
+    # None for events that concern no schema (API keys).
+    schema_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    summary: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(32))

@@ -159,3 +159,8 @@ def list_versions(
         )
         for r in rows
     ]
+
+
+def all_names(session: Session) -> list[str]:
+    """Every schema's name (for filtering listings by a key's globs)."""
+    return list(session.execute(select(SchemaRow.name).order_by(SchemaRow.name)).scalars())

@@ -23,38 +23,45 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from metareg.v1 import schema_pb2 as metareg_dot_v1_dot_schema__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n metareg/v1/schema_registry.proto\x12\nmetareg.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17metareg/v1/schema.proto\"1\n\x10GetSchemaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"7\n\x11GetSchemaResponse\x12\"\n\x06schema\x18\x01 \x01(\x0b\x32\x12.metareg.v1.Schema\";\n\x12ListSchemasRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x13ListSchemasResponse\x12*\n\x07schemas\x18\x01 \x03(\x0b\x32\x19.metareg.v1.SchemaSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x19ListSchemaVersionsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x1aListSchemaVersionsResponse\x12/\n\x08versions\x18\x01 \x03(\x0b\x32\x1d.metareg.v1.SchemaVersionInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8e\x01\n\x13UpdateSchemaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\x12)\n\x07\x63hanges\x18\x03 \x03(\x0b\x32\x18.metareg.v1.SchemaChange\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\x12\r\n\x05\x66orce\x18\x05 \x01(\x08\"\x8e\x01\n\x14UpdateSchemaResponse\x12\"\n\x06schema\x18\x01 \x01(\x0b\x32\x12.metareg.v1.Schema\x12(\n\x06impact\x18\x02 \x01(\x0b\x32\x18.metareg.v1.SchemaImpact\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\x12\x17\n\x0f\x61pplied_changes\x18\x04 \x03(\t\"\xc6\x01\n\x13ImportSchemaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\x12)\n\x08\x64ocument\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\x12\r\n\x05\x66orce\x18\x05 \x01(\x08\x12\x1f\n\x12\x61llow_unknown_keys\x18\x06 \x01(\x08H\x00\x88\x01\x01\x42\x15\n\x13_allow_unknown_keys\"8\n\x17\x45xportJsonSchemaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"@\n\x18\x45xportJsonSchemaResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x13\n\x0bjson_schema\x18\x02 \x01(\t2\x94\x04\n\x0eSchemaRegistry\x12H\n\tGetSchema\x12\x1c.metareg.v1.GetSchemaRequest\x1a\x1d.metareg.v1.GetSchemaResponse\x12N\n\x0bListSchemas\x12\x1e.metareg.v1.ListSchemasRequest\x1a\x1f.metareg.v1.ListSchemasResponse\x12\x63\n\x12ListSchemaVersions\x12%.metareg.v1.ListSchemaVersionsRequest\x1a&.metareg.v1.ListSchemaVersionsResponse\x12Q\n\x0cUpdateSchema\x12\x1f.metareg.v1.UpdateSchemaRequest\x1a .metareg.v1.UpdateSchemaResponse\x12Q\n\x0cImportSchema\x12\x1f.metareg.v1.ImportSchemaRequest\x1a .metareg.v1.UpdateSchemaResponse\x12]\n\x10\x45xportJsonSchema\x12#.metareg.v1.ExportJsonSchemaRequest\x1a$.metareg.v1.ExportJsonSchemaResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n metareg/v1/schema_registry.proto\x12\nmetareg.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17metareg/v1/schema.proto\"1\n\x10GetSchemaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"7\n\x11GetSchemaResponse\x12\"\n\x06schema\x18\x01 \x01(\x0b\x32\x12.metareg.v1.Schema\";\n\x12ListSchemasRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x13ListSchemasResponse\x12*\n\x07schemas\x18\x01 \x03(\x0b\x32\x19.metareg.v1.SchemaSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x19ListSchemaVersionsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x1aListSchemaVersionsResponse\x12/\n\x08versions\x18\x01 \x03(\x0b\x32\x1d.metareg.v1.SchemaVersionInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8e\x01\n\x13UpdateSchemaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\x12)\n\x07\x63hanges\x18\x03 \x03(\x0b\x32\x18.metareg.v1.SchemaChange\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\x12\r\n\x05\x66orce\x18\x05 \x01(\x08\"\x8e\x01\n\x14UpdateSchemaResponse\x12\"\n\x06schema\x18\x01 \x01(\x0b\x32\x12.metareg.v1.Schema\x12(\n\x06impact\x18\x02 \x01(\x0b\x32\x18.metareg.v1.SchemaImpact\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\x12\x17\n\x0f\x61pplied_changes\x18\x04 \x03(\t\"\xc6\x01\n\x13ImportSchemaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\x12)\n\x08\x64ocument\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\x12\r\n\x05\x66orce\x18\x05 \x01(\x08\x12\x1f\n\x12\x61llow_unknown_keys\x18\x06 \x01(\x08H\x00\x88\x01\x01\x42\x15\n\x13_allow_unknown_keys\"8\n\x17\x45xportJsonSchemaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"@\n\x18\x45xportJsonSchemaResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x13\n\x0bjson_schema\x18\x02 \x01(\t\"O\n\x16ListAuditEventsRequest\x12\x0e\n\x06schema\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xa1\x01\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08key_name\x18\x03 \x01(\t\x12\x0c\n\x04peer\x18\x04 \x01(\t\x12\x0b\n\x03rpc\x18\x05 \x01(\t\x12\x0e\n\x06schema\x18\x06 \x01(\t\x12\x0f\n\x07summary\x18\x07 \x01(\t\x12\x0f\n\x07outcome\x18\x08 \x01(\t\"Z\n\x17ListAuditEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.metareg.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xf0\x04\n\x0eSchemaRegistry\x12H\n\tGetSchema\x12\x1c.metareg.v1.GetSchemaRequest\x1a\x1d.metareg.v1.GetSchemaResponse\x12N\n\x0bListSchemas\x12\x1e.metareg.v1.ListSchemasRequest\x1a\x1f.metareg.v1.ListSchemasResponse\x12\x63\n\x12ListSchemaVersions\x12%.metareg.v1.ListSchemaVersionsRequest\x1a&.metareg.v1.ListSchemaVersionsResponse\x12Q\n\x0cUpdateSchema\x12\x1f.metareg.v1.UpdateSchemaRequest\x1a .metareg.v1.UpdateSchemaResponse\x12Q\n\x0cImportSchema\x12\x1f.metareg.v1.ImportSchemaRequest\x1a .metareg.v1.UpdateSchemaResponse\x12]\n\x10\x45xportJsonSchema\x12#.metareg.v1.ExportJsonSchemaRequest\x1a$.metareg.v1.ExportJsonSchemaResponse\x12Z\n\x0fListAuditEvents\x12\".metareg.v1.ListAuditEventsRequest\x1a#.metareg.v1.ListAuditEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'metareg.v1.schema_registry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETSCHEMAREQUEST']._serialized_start=103
-  _globals['_GETSCHEMAREQUEST']._serialized_end=152
-  _globals['_GETSCHEMARESPONSE']._serialized_start=154
-  _globals['_GETSCHEMARESPONSE']._serialized_end=209
-  _globals['_LISTSCHEMASREQUEST']._serialized_start=211
-  _globals['_LISTSCHEMASREQUEST']._serialized_end=270
-  _globals['_LISTSCHEMASRESPONSE']._serialized_start=272
-  _globals['_LISTSCHEMASRESPONSE']._serialized_end=362
-  _globals['_LISTSCHEMAVERSIONSREQUEST']._serialized_start=364
-  _globals['_LISTSCHEMAVERSIONSREQUEST']._serialized_end=444
-  _globals['_LISTSCHEMAVERSIONSRESPONSE']._serialized_start=446
-  _globals['_LISTSCHEMAVERSIONSRESPONSE']._serialized_end=548
-  _globals['_UPDATESCHEMAREQUEST']._serialized_start=551
-  _globals['_UPDATESCHEMAREQUEST']._serialized_end=693
-  _globals['_UPDATESCHEMARESPONSE']._serialized_start=696
-  _globals['_UPDATESCHEMARESPONSE']._serialized_end=838
-  _globals['_IMPORTSCHEMAREQUEST']._serialized_start=841
-  _globals['_IMPORTSCHEMAREQUEST']._serialized_end=1039
-  _globals['_EXPORTJSONSCHEMAREQUEST']._serialized_start=1041
-  _globals['_EXPORTJSONSCHEMAREQUEST']._serialized_end=1097
-  _globals['_EXPORTJSONSCHEMARESPONSE']._serialized_start=1099
-  _globals['_EXPORTJSONSCHEMARESPONSE']._serialized_end=1163
-  _globals['_SCHEMAREGISTRY']._serialized_start=1166
-  _globals['_SCHEMAREGISTRY']._serialized_end=1698
+  _globals['_GETSCHEMAREQUEST']._serialized_start=136
+  _globals['_GETSCHEMAREQUEST']._serialized_end=185
+  _globals['_GETSCHEMARESPONSE']._serialized_start=187
+  _globals['_GETSCHEMARESPONSE']._serialized_end=242
+  _globals['_LISTSCHEMASREQUEST']._serialized_start=244
+  _globals['_LISTSCHEMASREQUEST']._serialized_end=303
+  _globals['_LISTSCHEMASRESPONSE']._serialized_start=305
+  _globals['_LISTSCHEMASRESPONSE']._serialized_end=395
+  _globals['_LISTSCHEMAVERSIONSREQUEST']._serialized_start=397
+  _globals['_LISTSCHEMAVERSIONSREQUEST']._serialized_end=477
+  _globals['_LISTSCHEMAVERSIONSRESPONSE']._serialized_start=479
+  _globals['_LISTSCHEMAVERSIONSRESPONSE']._serialized_end=581
+  _globals['_UPDATESCHEMAREQUEST']._serialized_start=584
+  _globals['_UPDATESCHEMAREQUEST']._serialized_end=726
+  _globals['_UPDATESCHEMARESPONSE']._serialized_start=729
+  _globals['_UPDATESCHEMARESPONSE']._serialized_end=871
+  _globals['_IMPORTSCHEMAREQUEST']._serialized_start=874
+  _globals['_IMPORTSCHEMAREQUEST']._serialized_end=1072
+  _globals['_EXPORTJSONSCHEMAREQUEST']._serialized_start=1074
+  _globals['_EXPORTJSONSCHEMAREQUEST']._serialized_end=1130
+  _globals['_EXPORTJSONSCHEMARESPONSE']._serialized_start=1132
+  _globals['_EXPORTJSONSCHEMARESPONSE']._serialized_end=1196
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1198
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1277
+  _globals['_AUDITEVENT']._serialized_start=1280
+  _globals['_AUDITEVENT']._serialized_end=1441
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=1443
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=1533
+  _globals['_SCHEMAREGISTRY']._serialized_start=1536
+  _globals['_SCHEMAREGISTRY']._serialized_end=2160
 # @@protoc_insertion_point(module_scope)

@@ -69,6 +69,11 @@ class SchemaRegistryStub:
                 request_serializer=metareg_dot_v1_dot_schema__registry__pb2.ExportJsonSchemaRequest.SerializeToString,
                 response_deserializer=metareg_dot_v1_dot_schema__registry__pb2.ExportJsonSchemaResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/metareg.v1.SchemaRegistry/ListAuditEvents',
+                request_serializer=metareg_dot_v1_dot_schema__registry__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=metareg_dot_v1_dot_schema__registry__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class SchemaRegistryServicer:
@@ -121,6 +126,13 @@ class SchemaRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEvents(self, request, context):
+        """Page through the audit log, newest first (admin keys).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchemaRegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +165,11 @@ def add_SchemaRegistryServicer_to_server(servicer, server):
                     servicer.ExportJsonSchema,
                     request_deserializer=metareg_dot_v1_dot_schema__registry__pb2.ExportJsonSchemaRequest.FromString,
                     response_serializer=metareg_dot_v1_dot_schema__registry__pb2.ExportJsonSchemaResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=metareg_dot_v1_dot_schema__registry__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=metareg_dot_v1_dot_schema__registry__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -322,6 +339,33 @@ class SchemaRegistry:
             '/metareg.v1.SchemaRegistry/ExportJsonSchema',
             metareg_dot_v1_dot_schema__registry__pb2.ExportJsonSchemaRequest.SerializeToString,
             metareg_dot_v1_dot_schema__registry__pb2.ExportJsonSchemaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metareg.v1.SchemaRegistry/ListAuditEvents',
+            metareg_dot_v1_dot_schema__registry__pb2.ListAuditEventsRequest.SerializeToString,
+            metareg_dot_v1_dot_schema__registry__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
