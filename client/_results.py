@@ -253,10 +253,7 @@ class AuditEvent:
     outcome: str
 
     def to_dict(self) -> dict[str, object]:
-        data: dict[str, object] = {
-            name: getattr(self, name)
-            for name in self.__dataclass_fields__
-        }
+        data: dict[str, object] = {name: getattr(self, name) for name in self.__dataclass_fields__}
         data["time"] = self.time.isoformat() if self.time else None
         return data
 

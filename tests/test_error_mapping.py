@@ -31,7 +31,7 @@ def test_every_domain_error_has_a_status_code(cls: type[MetaregError]) -> None:
     assert grpc.StatusCode[code.name] is not grpc.StatusCode.OK
     assert code.name in {
         "INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION", "ABORTED",
-        "RESOURCE_EXHAUSTED", "UNAVAILABLE", "CANCELLED",
+        "RESOURCE_EXHAUSTED", "UNAVAILABLE", "CANCELLED", "UNAUTHENTICATED", "PERMISSION_DENIED",
     }  # fmt: skip
 
 
@@ -40,6 +40,8 @@ def test_status_codes_follow_the_hierarchy() -> None:
     assert errors.SchemaNotFound("s").code.name == "NOT_FOUND"
     assert errors.IdempotencyKeyReused("k").code.name == "FAILED_PRECONDITION"
     assert errors.InvalidSchemaChange("x").code.name == "INVALID_ARGUMENT"
+    assert errors.Unauthenticated("no key").code.name == "UNAUTHENTICATED"
+    assert errors.PermissionDenied("reader").code.name == "PERMISSION_DENIED"
 
 
 def test_bad_request_details_are_cut_to_the_budget() -> None:
