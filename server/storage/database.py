@@ -232,14 +232,57 @@ class SqliteReaders:
             connection.close()
 
 
+class DatabaseFault(RuntimeError):
+    """A database error that every retry would meet again: a statement the database
+    refuses (its syntax, size or limits), a constraint or a value it cannot take.
+
+    Deliberately no MetaregError: it is a bug, answered INTERNAL with an incident id
+    (app.interceptors), never UNAVAILABLE, the status clients retry.
+    """
+
+
+# SQLite result codes (the low byte of `sqlite_errorcode`) of a statement that is
+# wrong whenever it runs: SQLITE_ERROR (syntax, "Expression tree is too large", "too
+# many SQL variables", a missing table), INTERNAL, TOOBIG, CONSTRAINT, MISMATCH,
+# MISUSE and RANGE. Busy and locked are contention; the others (I/O, cannot open,
+# full, read-only, corrupt, ...) are the database's state, which an operator fixes.
+_SQLITE_DETERMINISTIC = {1, 2, 18, 19, 20, 21, 25}
+_SQLITE_CONTENTION = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+# PEP 249 classes that name the statement or the data as the culprit, whatever the
+# driver. InternalError is not one: PostgreSQL files "read-only transaction" (a
+# standby after a failover) under it. Both drivers raise OperationalError for
+# deterministic causes too, which the result code or SQLSTATE tells apart.
+_DETERMINISTIC_CLASSES = {"ProgrammingError", "IntegrityError", "DataError", "NotSupportedError"}
+# SQLSTATE class 54, "program limit exceeded" (statement too complex, too many
+# arguments or columns), which psycopg files under OperationalError.
+_PG_LIMIT_CLASS = "54"
+
+
 def translate_operational_error(error: DBAPIError) -> Exception:
     return translate_driver_error(error.orig)
 
 
 def translate_driver_error(error: BaseException | None) -> Exception:
-    """The domain error for a driver's error: retryable contention, or unavailable."""
+    """The error to raise for a driver's error: retryable contention (ConcurrentWrite),
+    a deterministic fault (DatabaseFault, INTERNAL), or else the database unavailable."""
     sqlstate = getattr(error, "sqlstate", None)
-    if sqlstate in _PG_RETRYABLE or "database is locked" in str(error):
+    sqlite_code = getattr(error, "sqlite_errorcode", None)
+    primary = sqlite_code & 0xFF if isinstance(sqlite_code, int) else None
+    if (
+        sqlstate in _PG_RETRYABLE
+        or primary in _SQLITE_CONTENTION
+        or "database is locked" in str(error)
+    ):
         return ConcurrentWrite("the database was busy with a concurrent write; retry the request")
+    if _is_deterministic(error, sqlstate, primary):
+        return DatabaseFault(f"database error: {type(error).__name__}: {error}")
     log.error("database error: %s", error)
     return StorageUnavailable(f"the database is unavailable: {type(error).__name__}")
+
+
+def _is_deterministic(error: BaseException | None, sqlstate: object, primary: int | None) -> bool:
+    if primary is not None:
+        return primary in _SQLITE_DETERMINISTIC
+    if isinstance(sqlstate, str) and sqlstate.startswith(_PG_LIMIT_CLASS):
+        return True
+    return any(cls.__name__ in _DETERMINISTIC_CLASSES for cls in type(error).__mro__)

@@ -1,0 +1,164 @@
+"""Defects found by probing the running service, each pinned by a test on real servers."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import sqlalchemy as sa
+from google.protobuf import struct_pb2
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from metareg.server.domain.errors import ConcurrentWrite, StorageUnavailable
+from metareg.server.domain.schema import MAX_DECLARED_KEYS
+from metareg.server.storage import records as records_module
+from metareg.server.storage.database import DatabaseFault, translate_driver_error
+from metareg.v1 import metadata_pb2 as mpb
+from metareg.v1 import schema_registry_pb2 as rpb
+
+from . import builders as b
+from .conftest import RunningServer
+from .pgcluster import Cluster
+
+# --- schema changes over the largest schemas scan stored records ---------------------
+
+KEYS = [f"k{number:04d}" for number in range(MAX_DECLARED_KEYS)]
+DOTTED = KEYS[700] = "team.k 0700"  # dots and spaces: a JSON path would need quoting
+
+
+def apply(server: RunningServer, schema: str, *updates: mpb.MetadataUpdate) -> None:
+    server.metadata.ApplyBundle(mpb.ApplyBundleRequest(schema=schema, updates=updates))
+
+
+@pytest.fixture
+def wide(server: RunningServer) -> RunningServer:
+    """Schema "wide": k0000 declared, unknown keys allowed, three records holding
+    values that declaring the other 1023 keys re-checks."""
+    b.update_schema(server.registry, "wide", 0, b.add_scalar("k0000", "varchar"),
+                    b.set_options(allow_unknown_keys=True))  # fmt: skip
+    apply(server, "wide",
+          b.metadata_update("u1", {"k0000": "a", DOTTED: "not a number"}),
+          b.metadata_update("u2", {"k0000": "b", "k1023": 5.0}),
+          b.metadata_update("u3", {"k0000": "c", "extra": "x"}))  # fmt: skip
+    return server
+
+
+def test_declaring_1023_keys_at_once_scans_the_stored_records(wide: RunningServer) -> None:
+    numbers = [b.add_scalar(key, "number") for key in KEYS[1:]]
+    with pytest.raises(grpc.RpcError) as caught:
+        b.update_schema(wide.registry, "wide", 1, *numbers)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "1 stored record(s) would become invalid" in str(caught.value.details())
+    assert "sample data_unit_ids: u1" in str(caught.value.details())
+    forced = b.update_schema(wide.registry, "wide", 1, *numbers, force=True)
+    assert (forced.schema.version, forced.impact.invalid_records) == (2, 1)
+    assert b.stored(wide.metadata, "wide", "u1", "u2") == {
+        "u1": {"k0000": "a"}, "u2": {"k0000": "b", "k1023": 5.0}}  # fmt: skip
+
+    # Every one of the 1024 keys changes type: the check scans all of them.
+    retyped = b.update_schema(wide.registry, "wide", 2, *[b.set_scalar(k, "varchar") for k in KEYS],
+                              validate_only=True)  # fmt: skip
+    assert (retyped.impact.invalid_records, dict(retyped.impact.invalid_records_by_key)) == (
+        1, {"k1023": 1})  # fmt: skip
+
+    # Unknown keys stop being allowed with 1024 declared: "extra" is the one outside.
+    closed = b.update_schema(wide.registry, "wide", 2, b.set_options(allow_unknown_keys=False),
+                             validate_only=True)  # fmt: skip
+    assert list(closed.impact.sample_data_unit_ids) == ["u3"]
+
+    b.update_schema(wide.registry, "wide", 2, *[b.delete_key(k) for k in KEYS])
+    assert b.stored(wide.metadata, "wide", "u2")["u2"] == {}
+    b.update_schema(wide.registry, "wide", 3, *[b.restore_key(k) for k in KEYS])
+    assert b.stored(wide.metadata, "wide", "u2")["u2"] == {"k0000": "b", "k1023": 5.0}
+
+
+def test_importing_a_1024_key_document_over_stored_records(wide: RunningServer) -> None:
+    document = struct_pb2.Struct()
+    document.update(dict.fromkeys(KEYS[1:], "number") | {"k0000": "varchar"})
+    request = rpb.ImportSchemaRequest(name="wide", expected_version=1, document=document)
+    with pytest.raises(grpc.RpcError) as caught:
+        wide.registry.ImportSchema(request)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    request.force = True
+    imported = wide.registry.ImportSchema(request)
+    assert len(imported.schema.keys) == MAX_DECLARED_KEYS
+    assert dict(imported.impact.invalid_records_by_key) == {DOTTED: 1}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_statement_sqlite_refuses_is_internal_not_unavailable(
+    wide: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old scan (one OR term per key) fails the same way on every retry: a bug."""
+    monkeypatch.setattr(records_module, "KEYS_LOOKED_UP_BY_PATH", MAX_DECLARED_KEYS)
+    with pytest.raises(grpc.RpcError) as caught:
+        b.update_schema(wide.registry, "wide", 1, *[b.add_scalar(k, "number") for k in KEYS[1:]])
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "incident" in str(caught.value.details())
+
+
+def sqlite_error(database: Path, sql: str, parameters: Any = ()) -> sqlite3.Error:
+    connection = sqlite3.connect(database, timeout=0, isolation_level=None)
+    connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 1000)  # this build allows 250,000
+    try:
+        connection.execute(sql, parameters)
+    except sqlite3.Error as error:
+        return error
+    finally:
+        connection.close()
+    raise AssertionError(f"{sql[:40]} did not fail")
+
+
+def test_deterministic_sqlite_errors_are_faults_and_unavailability_is_not(tmp_path: Path) -> None:
+    database = tmp_path / "probe.db"
+    deep = "SELECT " + " OR ".join(["1"] * 1001)
+    many = "SELECT 1 WHERE 1 IN (" + ",".join(["?"] * 1001) + ")"  # too many SQL variables
+    for sql, parameters in ((deep, ()), (many, [1] * 1001), ("SELECT * FROM nowhere", ()),
+                            ("SELEC 1", ()), ("SELECT ?", (1, 2))):  # fmt: skip
+        error = sqlite_error(database, sql, parameters)
+        assert isinstance(translate_driver_error(error), DatabaseFault), error
+
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    locked = sqlite_error(database, "BEGIN IMMEDIATE")
+    holder.close()
+    assert isinstance(translate_driver_error(locked), ConcurrentWrite)
+    try:
+        sqlite3.connect(tmp_path / "missing" / "x.db").execute("SELECT 1")
+    except sqlite3.OperationalError as error:
+        cannot_open = error
+    assert isinstance(translate_driver_error(cannot_open), StorageUnavailable)
+    # An I/O error cannot be caused on demand; this is what sqlite3 raises for one.
+    disk = sqlite3.OperationalError("disk I/O error")
+    disk.sqlite_errorcode, disk.sqlite_errorname = 10 | (3 << 8), "SQLITE_IOERR_WRITE"  # type: ignore[attr-defined]
+    assert isinstance(translate_driver_error(disk), StorageUnavailable)
+
+
+def test_deterministic_postgresql_errors_are_faults_and_unavailability_is_not(
+    pg_cluster: Cluster,
+) -> None:
+    import psycopg
+
+    def error_of(sql: str) -> psycopg.Error:
+        address = {"host": pg_cluster.host, "port": pg_cluster.port, "user": pg_cluster.user}
+        with (
+            psycopg.connect(**address, dbname="postgres") as connection,
+            pytest.raises(psycopg.Error) as caught,
+        ):
+            connection.execute(sql)  # type: ignore[call-overload]
+        return caught.value
+
+    too_many_arguments = "SELECT concat(" + ",".join(["1"] * 101) + ")"  # SQLSTATE 54023
+    for sql in (too_many_arguments, "SELECT * FROM nowhere", "SELEC 1", "SELECT 1/0"):
+        assert isinstance(translate_driver_error(error_of(sql)), DatabaseFault), sql
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(host="127.0.0.1", port=1, connect_timeout=5)
+    assert isinstance(translate_driver_error(refused.value), StorageUnavailable)
+
+
