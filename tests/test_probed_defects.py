@@ -162,3 +162,32 @@ def test_deterministic_postgresql_errors_are_faults_and_unavailability_is_not(
     assert isinstance(translate_driver_error(refused.value), StorageUnavailable)
 
 
+# --- filters: a number beyond the doubles is an error at its column -------------------
+
+
+@pytest.fixture
+def numbers(server: RunningServer) -> RunningServer:
+    b.update_schema(server.registry, "nums", 0, b.add_scalar("n", "number"))
+    apply(server, "nums", b.metadata_update("u1", {"n": 1e308}))
+    return server
+
+
+@pytest.mark.parametrize("literal", ["1e309", "-1e309", "1" + "0" * 309])
+def test_a_filter_number_beyond_the_doubles_is_invalid_argument_at_its_column(
+    numbers: RunningServer, literal: str
+) -> None:
+    calls = (
+        (numbers.metadata.CountMetadata, mpb.CountMetadataRequest),
+        (numbers.metadata.QueryMetadata, mpb.QueryMetadataRequest),
+        (numbers.metadata.UpdateByFilter, mpb.UpdateByFilterRequest),
+    )
+    for call, request in calls:
+        with pytest.raises(grpc.RpcError) as caught:
+            call(request(schema="nums", filter=f"n > {literal}"))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert str(caught.value.details()).startswith("filter error at column 5: the number")
+        assert b.field_violations(caught.value).keys() == {"filter"}
+    largest = mpb.CountMetadataRequest(schema="nums", filter="n < 1.7976931348623157e308")
+    assert numbers.metadata.CountMetadata(largest).count == 1
+
+

@@ -169,3 +169,28 @@ def test_contains_ignores_ascii_case_only() -> None:
     accents = c.compile_filter(STATE, "a ~ 'É'")
     assert matches(accents, {"a": "É!"})
     assert not matches(accents, {"a": "é!"})
+
+
+@pytest.mark.parametrize(
+    ("text", "column"),
+    [
+        ("b > 1e309", 5),
+        ("b < -1e309", 5),
+        ("b = 1" + "0" * 309, 5),  # an integer too large for a double
+        ("a = 'x' AND b IN (1, 2E400)", 22),
+        ("`team A.score` >= 17976931348623159e292", 19),
+    ],
+)
+def test_a_number_beyond_the_doubles_is_an_error_at_its_column(text: str, column: int) -> None:
+    found_column, problem = error_at(text)
+    assert found_column == column
+    assert "is out of range for a double" in problem
+    assert len(problem) < 200  # a 310-digit literal is shortened
+
+
+def test_the_largest_doubles_and_underflow_are_numbers() -> None:
+    for text, value in (("1.7976931348623157e308", 1.7976931348623157e308),
+                        ("-1" + "0" * 308, -1e308), ("1e-400", 0.0)):  # fmt: skip
+        node = parse(f"b > {text}")
+        assert isinstance(node, s.Comparison)
+        assert node.literal.value == value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import InvalidQuery
@@ -65,6 +66,19 @@ class Ordering:
 
 
 MAX_DEPTH = 64
+
+
+def _double(token: Token) -> float:
+    """A number token's value. One beyond the range of a double (1e309, or an integer of
+    310 digits) is an error at its column, as it is in a record, never infinity."""
+    value = float(token.text)
+    if math.isinf(value):
+        shown = token.text if len(token.text) <= 40 else f"{token.text[:40]}…"
+        raise InvalidQuery(
+            token.column,
+            f"the number {shown} is out of range for a double (whose magnitude is at most 1.8e308)",
+        )
+    return value
 
 
 class _Parser:
@@ -150,7 +164,7 @@ class _Parser:
         if token.kind is Kind.STRING:
             return Literal(token.text, token.column)
         if token.kind is Kind.NUMBER:
-            return Literal(float(token.text), token.column)
+            return Literal(_double(token), token.column)
         if token.kind is Kind.KEYWORD and token.text in ("TRUE", "FALSE"):
             return Literal(token.text == "TRUE", token.column)
         raise InvalidQuery(
