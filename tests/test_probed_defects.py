@@ -191,3 +191,68 @@ def test_a_filter_number_beyond_the_doubles_is_invalid_argument_at_its_column(
     assert numbers.metadata.CountMetadata(largest).count == 1
 
 
+# --- -0.0 is stored and returned as 0.0 on both backends (embeddings keep their sign) ---
+
+
+def stored_json(server: RunningServer) -> list[str]:
+    engine = sa.create_engine(server.database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT CAST(data AS TEXT) FROM metadata_records"))
+            return sorted(rows.scalars())
+    finally:
+        engine.dispose()
+
+
+def test_negative_zero_is_stored_and_returned_as_zero(server: RunningServer) -> None:
+    indexed = b.add_scalar("n", "number")
+    indexed.add_scalar.indexed = True
+    b.update_schema(server.registry, "zero", 0, indexed, b.add_scalar("plain", "number"),
+                    b.add_embedding("clip", 2))  # fmt: skip
+    typed = {"n": -0.0, "plain": -0.0, "clip": [-0.0, 1.0]}
+    apply(server, "zero", b.metadata_update("typed", typed))
+    zeros = [b"-0.0", b"-0", b"-0e7", b"-1e-400", b"-0.000"]
+    written = [b'{"data_unit_id": "json%d", "metadata": {"n": %s, "plain": %s}}' % (i, z, z)
+               for i, z in enumerate(zeros)]  # fmt: skip
+    server.metadata.ApplyBundle(
+        mpb.ApplyBundleRequest(schema="zero", updates_json=b"[" + b", ".join(written) + b"]")
+    )
+    ids = ["typed", *(f"json{i}" for i in range(len(written)))]
+    for duid, values in b.stored(server.metadata, "zero", *ids).items():
+        for key in ("n", "plain"):
+            assert math.copysign(1.0, values[key]) == 1.0, (duid, key, values[key])  # type: ignore[arg-type]
+    clip = b.stored(server.metadata, "zero", "typed")["typed"]["clip"]
+    assert [math.copysign(1.0, x) for x in clip] == [-1.0, 1.0]  # type: ignore[union-attr]
+    assert not any("-0" in text for text in stored_json(server))
+    for text in ("n = 0", "n = -0", "n >= 0 AND n <= -0", "plain = 0"):
+        request = mpb.CountMetadataRequest(schema="zero", filter=text)
+        assert server.metadata.CountMetadata(request).count == len(ids), text
+    ordered = server.metadata.QueryMetadata(
+        mpb.QueryMetadataRequest(schema="zero", filter="n < 1", order_by="n", page_size=10)
+    )
+    assert len(ordered.records) == len(ids)
+    assert all(str(r.metadata["n"].number_value) == "0.0" for r in ordered.records)
+
+    # Undeclared keys and numbers coerced from strings go through the same number check.
+    b.update_schema(server.registry, "open", 0, b.add_scalar("n", "number"),
+                    b.set_options(allow_unknown_keys=True))  # fmt: skip
+    server.metadata.ApplyBundle(mpb.ApplyBundleRequest(
+        schema="open", updates=[b.metadata_update("u", {"n": "-0", "other": -0.0})],
+        coerce_strings=True))  # fmt: skip
+    opened = b.stored(server.metadata, "open", "u")["u"]
+    assert sorted(map(repr, opened.items())) == ["('n', 0.0)", "('other', 0.0)"]
+
+
+@pytest.mark.parametrize(
+    "member",
+    [b'"n": -0.0', b'"n": -0', b'"n": -0e7', b'"n": -1e-400', b'"n": -1E-400', b'"n": 0.0',
+     b'"n": -0.0, "m": [-0.0, 1, 2]', b'"d": "2024-05-01T10:00:00Z", "n": -0.0',
+     b'"n": -5e-324', b'"n": -4e-324'],
+)  # fmt: skip
+def test_the_fast_path_stores_negative_zero_as_the_full_validator_does(member: bytes) -> None:
+    from .test_fast_decoder import assert_sound
+
+    raw = b'[{"data_unit_id": "r", "metadata": {' + member + b"}}]"
+    assert assert_sound(raw)  # the same values, compared by repr
+
+

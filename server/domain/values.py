@@ -99,7 +99,9 @@ def check_number(value: object) -> object:
     kind = type(value)
     if kind is float:
         if value - value == 0.0:  # type: ignore[operator]  # false for nan and ±inf
-            return value
+            # -0.0 is stored as 0.0: PostgreSQL's JSON numbers have no negative zero,
+            # so keeping the sign on SQLite alone would make the backends disagree.
+            return value if value else 0.0
         raise ValueViolation("finite", f"{value!r} is not a finite number")
     if kind is int:
         try:
