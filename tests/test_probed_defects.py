@@ -256,3 +256,100 @@ def test_the_fast_path_stores_negative_zero_as_the_full_validator_does(member: b
     assert assert_sound(raw)  # the same values, compared by repr
 
 
+# --- a bundle whose deadline would pass before its commit is answered is not written ---
+
+
+def written_ids(server: RunningServer) -> set[str]:
+    engine = sa.create_engine(server.database_url)
+    try:
+        with engine.connect() as connection:
+            return set(connection.execute(sa.text("SELECT data_unit_id FROM metadata_records"))
+                       .scalars())  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def bundle_of(data_unit_id: str) -> mpb.ApplyBundleRequest:
+    return mpb.ApplyBundleRequest(
+        schema="late", updates=[b.metadata_update(data_unit_id, {"a": "x"})]
+    )
+
+
+@pytest.mark.parametrize("slow_part", ["commit", "answer"])
+def test_a_bundle_whose_deadline_passes_during_its_commit_is_not_written(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch, slow_part: str
+) -> None:
+    """The deadline is still running at the last check, but the commit (or the answer
+    after it) takes longer than what is left: the client would see DEADLINE_EXCEEDED
+    for a bundle that was written. The server has timed its commits and refuses."""
+    from metareg.server.api import convert
+
+    b.update_schema(server.registry, "late", 0, b.add_scalar("a", "varchar"))
+
+    def slow_commit(connection: Any) -> None:
+        if connection.get_execution_options().get("metareg_write"):
+            time.sleep(0.4)
+
+    if slow_part == "commit":
+        event.listen(Engine, "commit", slow_commit)
+    else:
+        real = convert.add_results
+        monkeypatch.setattr(convert, "add_results", lambda *a: (time.sleep(0.4), real(*a)))
+    try:
+        for number in range(2):  # the server learns what its commits cost now
+            apply(server, "late", b.metadata_update(f"warm{number}", {"a": "x"}))
+        with pytest.raises(grpc.RpcError) as caught:
+            server.metadata.ApplyBundle(bundle_of("late"), timeout=0.3)
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(1.0)  # long enough for a commit to have ended
+        assert written_ids(server) == {"warm0", "warm1"}
+        # A deadline with room for the commit and its answer is met.
+        server.metadata.ApplyBundle(bundle_of("roomy"), timeout=5)
+        assert written_ids(server) == {"warm0", "warm1", "roomy"}
+    finally:
+        if slow_part == "commit":
+            event.remove(Engine, "commit", slow_commit)
+
+
+def test_the_commit_cost_estimate_rises_at_once_and_falls_gradually() -> None:
+    from metareg.server.service.metadata import CommitCost
+
+    cost = CommitCost(initial=0.010)
+    assert cost.bound() == pytest.approx(0.030)
+    cost.observe(0.400)
+    assert cost.bound() > 0.400
+    for _ in range(5):
+        cost.observe(0.005)
+    assert 0.030 < cost.bound() < 0.400
+    for _ in range(100):
+        cost.observe(0.005)
+    assert cost.bound() == pytest.approx(0.005, abs=0.001)
+
+
+def test_a_bundle_written_behind_a_deadline_is_applied_once_when_resent(
+    server: RunningServer,
+) -> None:
+    """What README promises after DEADLINE_EXCEEDED: the bundle may have been written
+    (here the commit is slower than anything this fresh server has seen), and resending
+    it with its idempotency key applies it at most once and returns its result."""
+    b.update_schema(server.registry, "late", 0, b.add_scalar("a", "varchar"))
+
+    def slow_commit(connection: Any) -> None:
+        if connection.get_execution_options().get("metareg_write"):
+            time.sleep(0.4)
+
+    apply(server, "late", b.metadata_update("first", {"a": "x"}))  # and the key purge is done
+    request = mpb.ApplyBundleRequest(
+        schema="late", updates=[b.metadata_update("u", {"a": "x"})], idempotency_key="k1"
+    )
+    event.listen(Engine, "commit", slow_commit)
+    try:
+        with pytest.raises(grpc.RpcError) as caught:
+            server.metadata.ApplyBundle(request, timeout=0.3)
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(1.0)
+        assert written_ids(server) == {"first", "u"}
+        resent = server.metadata.ApplyBundle(request, timeout=5)
+    finally:
+        event.remove(Engine, "commit", slow_commit)
+    assert (resent.replayed, resent.applied_count, resent.results[0].revision) == (True, 1, 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 
 from metareg.v1 import metadata_pb2 as pb
@@ -11,6 +13,14 @@ from ..domain.bundle import MetadataUpdate, Outcome
 from ..service.metadata import BundleRequest, MetadataService
 from ..service.query import QueryService
 from . import convert
+
+# gRPC reports about 2**63 seconds left for a call without a deadline.
+_NO_DEADLINE_S = 1e9
+
+
+def _deadline_clock(context: grpc.ServicerContext) -> Callable[[], float] | None:
+    """The call's time_remaining, or None when it has no deadline."""
+    return context.time_remaining if context.time_remaining() < _NO_DEADLINE_S else None
 
 
 class MetadataServicer(pb_grpc.MetadataServiceServicer):
@@ -63,8 +73,13 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
                 request_hash=convert.request_digest(request) if request.idempotency_key else "",
                 coerce_strings=request.coerce_strings,
                 still_wanted=context.is_active,
+                time_remaining=_deadline_clock(context),
             )
         )
+        # Time the commit and the answer up to the end of the call (or now, if the call
+        # has ended already): the service's estimate of what a commit needs.
+        if not context.add_callback(lambda: self.service.commit_answered(outcome)):
+            self.service.commit_answered(outcome)
         response = pb.ApplyBundleResponse(
             schema_version=outcome.schema_version,
             applied_count=outcome.count(Outcome.APPLIED),

@@ -65,6 +65,9 @@ class BundleRequest:
     # Asked just before the commit: False when the caller is gone (cancelled, past its
     # deadline, or cut off by shutdown), and the bundle is then rolled back.
     still_wanted: Callable[[], bool] = lambda: True
+    # Seconds left before the caller's deadline (grpc's time_remaining), or None for
+    # a caller without one. A bundle that would likely outlive it is rolled back too.
+    time_remaining: Callable[[], float] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,9 @@ class BundleOutcome:
     schema_version: int
     results: list[UpdateResult]
     replayed: bool = False
+    # time.perf_counter() at the last look at the deadline before the commit, for the
+    # caller to time the commit and its answer (`MetadataService.commit_answered`).
+    commit_started: float | None = None
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.results if r.outcome is outcome)
@@ -118,6 +124,41 @@ def possible_ids(data_unit_ids: Sequence[str]) -> list[str]:
     return [d for d in data_unit_ids if data_unit_id_problem(d) is None]
 
 
+class CommitCost:
+    """A running estimate of how long a bundle takes from its last deadline check to its
+    answer leaving the server: the commit, then building and sending the response.
+
+    The smoothed mean and mean deviation of TCP's retransmission timer (RFC 6298):
+    `bound()` is the mean plus four deviations, which few samples exceed, and a slow
+    commit raises it at once while fast ones lower it gradually.
+    """
+
+    def __init__(self, initial: float = 0.010) -> None:
+        self._mean = initial
+        self._deviation = initial / 2
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        with self._lock:
+            self._deviation += (abs(seconds - self._mean) - self._deviation) / 4
+            self._mean += (seconds - self._mean) / 8
+
+    def bound(self) -> float:
+        with self._lock:
+            return self._mean + 4 * self._deviation
+
+
+# The caller's deadline can come before the server's: gRPC rounds the timeout it sends
+# up, by as much as 1% (measured: 30 s arrives as 30.1 s), and the answer takes time
+# to travel and to be read. A commit must fit before the server's deadline less this.
+DEADLINE_ROUNDING = 0.01
+ANSWER_MARGIN_S = 0.002
+
+
+class _CommitWouldOutliveCall(CallAbandoned):
+    """Rolled back because the commit and its answer would likely end past the deadline."""
+
+
 class MetadataService:
     def __init__(
         self,
@@ -132,6 +173,7 @@ class MetadataService:
         self.idempotency_ttl = idempotency_ttl
         self._next_purge = 0.0
         self._purge_lock = threading.Lock()
+        self.commit_cost = CommitCost()
 
     def _schema(
         self, session: Session, name: str, *, lock: Lock = None, version: int = 0
@@ -204,9 +246,41 @@ class MetadataService:
                 f"idempotency_key must be at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters "
                 f"without control characters; got {shorten(key)}"
             )
+        timeout = request.time_remaining() if request.time_remaining else None
         self._purge_expired_keys()
         early = self._check_early(request)
-        return retry_on_conflict(lambda: self._apply_once(request, early))
+        try:
+            return retry_on_conflict(lambda: self._apply_once(request, early, timeout))
+        except _CommitWouldOutliveCall:
+            # Rolled back with the deadline still running. Answering now would tell the
+            # caller CANCELLED before its own clock ran out; waiting keeps the status it
+            # would otherwise have seen, DEADLINE_EXCEEDED, which clients retry.
+            _wait_out(request, timeout)
+            raise
+
+    def commit_answered(self, outcome: BundleOutcome) -> None:
+        """The call that committed `outcome` has ended: time its commit and answer."""
+        if outcome.commit_started is not None:
+            self.commit_cost.observe(time.perf_counter() - outcome.commit_started)
+
+    def _refuse_late_commit(self, request: BundleRequest, timeout: float | None) -> float:
+        """Raise CallAbandoned (the transaction rolls back) unless the caller is still
+        there and the commit and its answer fit before its deadline; else the time."""
+        if not request.still_wanted():
+            raise CallAbandoned(
+                "the call was cancelled or ran out of time before the bundle committed; "
+                "nothing was written"
+            )
+        if request.time_remaining is not None and timeout is not None:
+            needed = self.commit_cost.bound() + DEADLINE_ROUNDING * timeout + ANSWER_MARGIN_S
+            remaining = request.time_remaining()
+            if remaining < needed:
+                raise _CommitWouldOutliveCall(
+                    f"the bundle would likely commit after the call's deadline ({remaining:.3f} "
+                    f"s left, a commit and its answer take up to {needed:.3f} s here); "
+                    "nothing was written"
+                )
+        return time.perf_counter()
 
     def _checked_updates(
         self, validator: CompiledValidator, request: BundleRequest
@@ -234,7 +308,10 @@ class MetadataService:
         return validator.version, self._checked_updates(validator, request)
 
     def _apply_once(
-        self, request: BundleRequest, early: tuple[int, list[MetadataUpdate]] | None
+        self,
+        request: BundleRequest,
+        early: tuple[int, list[MetadataUpdate]] | None,
+        timeout: float | None,
     ) -> BundleOutcome:
         with self.db.session(write=True) as session:
             # A shared lock on the schema row keeps schema changes (which take
@@ -264,23 +341,19 @@ class MetadataService:
             if plan.rejected and not request.partial:
                 raise bundle_rejection(plan)
             records.write_records(session, ref.id, plan.writes, validator.version, now)
-            outcome = BundleOutcome(validator.version, plan.results)
+            results = plan.results
             if key:
                 idempotency.store(
                     session,
                     ref.id,
                     key,
                     request.request_hash,
-                    outcome.to_json(),
+                    BundleOutcome(validator.version, results).to_json(),
                     now=now,
                     not_before=not_before,
                 )
-            if not request.still_wanted():  # raising here rolls the transaction back
-                raise CallAbandoned(
-                    "the call was cancelled or ran out of time before the bundle committed; "
-                    "nothing was written"
-                )
-            return outcome
+            started = self._refuse_late_commit(request, timeout)  # raising rolls back
+        return BundleOutcome(validator.version, results, commit_started=started)
 
     def get_metadata(
         self, schema: str, data_unit_ids: Sequence[str]
@@ -325,3 +398,13 @@ class MetadataService:
             self._next_purge = now + IDEMPOTENCY_PURGE_INTERVAL_S
         with self.db.session(write=True) as session:
             idempotency.purge_expired(session, self.clock() - self.idempotency_ttl)
+
+
+def _wait_out(request: BundleRequest, timeout: float | None) -> None:
+    """Sleep until the caller has gone: at its deadline, which gRPC ends at the server
+    as well, and never much past the server's own view of it."""
+    assert request.time_remaining is not None
+    assert timeout is not None
+    end = time.monotonic() + request.time_remaining() + DEADLINE_ROUNDING * timeout + 0.1
+    while request.still_wanted() and time.monotonic() < end:
+        time.sleep(0.002)
