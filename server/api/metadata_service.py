@@ -12,7 +12,7 @@ from metareg.v1 import metadata_pb2_grpc as pb_grpc
 from ..domain.bundle import MetadataUpdate, Outcome
 from ..service.metadata import BundleRequest, MetadataService
 from ..service.query import QueryService
-from . import convert
+from . import caller, convert
 
 # gRPC reports about 2**63 seconds left for a call without a deadline.
 _NO_DEADLINE_S = 1e9
@@ -105,7 +105,9 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
     def DeleteMetadata(
         self, request: pb.DeleteMetadataRequest, context: grpc.ServicerContext
     ) -> pb.DeleteMetadataResponse:
-        deleted, missing = self.service.delete_metadata(request.schema, list(request.data_unit_ids))
+        deleted, missing = self.service.delete_metadata(
+            request.schema, list(request.data_unit_ids), caller.current("DeleteMetadata").caller
+        )
         return pb.DeleteMetadataResponse(deleted_count=deleted, missing_data_unit_ids=missing)
 
     def QueryMetadata(
@@ -137,6 +139,7 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         result = self.queries.update_by_filter(
             request.schema, request.filter, patch,
             validate_only=request.validate_only, coerce_strings=request.coerce_strings,
+            caller=caller.current("UpdateByFilter").caller,
         )  # fmt: skip
         return pb.UpdateByFilterResponse(
             matched_count=result.matched,

@@ -159,7 +159,9 @@ def plan_import(
     desired, violations = parse_document(document)
     changes: list[SchemaChange] = []
     origins: list[str] = []
-    for want in desired:
+    # In key order: a document arrives as a protobuf Struct, whose map has none, and a
+    # version's list of changes (and its audit event) should not depend on the wire.
+    for want in sorted(desired, key=lambda w: w.key):
         field = f'document["{want.key}"]'
         try:
             key_changes = _changes_for(state.get(want.key), want)

@@ -11,6 +11,7 @@ from datetime import timedelta
 import msgspec
 from sqlalchemy.orm import Session
 
+from ..domain.access import ANONYMOUS, Caller
 from ..domain.bundle import (
     MAX_BUNDLE_UPDATES,
     MetadataUpdate,
@@ -32,7 +33,7 @@ from ..domain.json_records import decode_records
 from ..domain.names import data_unit_id_problem, shorten
 from ..domain.reports import bundle_rejection
 from ..domain.validator import CompiledValidator, Problem, encode_record, record_size_problem
-from ..storage import idempotency, records, schemas
+from ..storage import audit, idempotency, records, schemas
 from ..storage.database import Database
 from ..storage.schemas import Lock, SchemaRef
 from .cache import SchemaCache
@@ -375,8 +376,11 @@ class MetadataService:
         present = {r.data_unit_id for r in found}
         return found, [d for d in requested if d not in present], unread
 
-    def delete_metadata(self, schema: str, data_unit_ids: Sequence[str]) -> tuple[int, list[str]]:
+    def delete_metadata(
+        self, schema: str, data_unit_ids: Sequence[str], caller: Caller | None = None
+    ) -> tuple[int, list[str]]:
         require_at_most(len(data_unit_ids), MAX_IDS_PER_REQUEST, "data_unit_ids")
+        who = caller or Caller(ANONYMOUS, "", "DeleteMetadata")
 
         def delete() -> tuple[int, list[str]]:
             with self.db.session(write=True) as session:
@@ -384,6 +388,8 @@ class MetadataService:
                 deleted = records.delete_records(
                     session, ref.id, possible_ids(data_unit_ids), validator.indexed
                 )
+                audit.record(session, who, schema, deletion_summary(data_unit_ids, deleted),
+                             "applied", self.clock())  # fmt: skip
             missing = [d for d in dict.fromkeys(data_unit_ids) if d not in deleted]
             return len(deleted), missing
 
@@ -408,3 +414,12 @@ def _wait_out(request: BundleRequest, timeout: float | None) -> None:
     end = time.monotonic() + request.time_remaining() + DEADLINE_ROUNDING * timeout + 0.1
     while request.still_wanted() and time.monotonic() < end:
         time.sleep(0.002)
+
+
+def deletion_summary(requested: Sequence[str], deleted: set[str]) -> str:
+    """An audit event's summary of DeleteMetadata: the counts and the first ids deleted."""
+    asked = len(dict.fromkeys(requested))
+    shown = ", ".join(shorten(d, 40) for d in sorted(deleted)[:5])
+    more = f" and {len(deleted) - 5} more" if len(deleted) > 5 else ""
+    listing = f": {shown}{more}" if deleted else ""
+    return f"{len(deleted)} of {asked} requested record(s) deleted{listing}"

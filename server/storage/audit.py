@@ -11,12 +11,18 @@ from sqlalchemy.orm import Session
 from ..domain.access import AuditEvent, Caller
 from .models import AuditEventRow
 
+# A summary is cut to this many characters (a change of 1,024 keys lists each one).
+MAX_SUMMARY = 4000
+
 
 def record(
     session: Session, caller: Caller, schema: str | None, summary: str, outcome: str,
     now: datetime,
 ) -> None:  # fmt: skip
     """Add an event to the session's transaction: it commits or rolls back with the change."""
+    if len(summary) > MAX_SUMMARY:
+        cut = MAX_SUMMARY - 40
+        summary = f"{summary[:cut]}… ({len(summary) - cut} more characters)"
     session.add(
         AuditEventRow(created_at=now, key_name=caller.key_name, peer=caller.peer[:256],
                       rpc=caller.rpc, schema_name=schema, summary=summary, outcome=outcome)
