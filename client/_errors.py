@@ -98,6 +98,16 @@ class CallError(MetaregError):
     def code(self) -> grpc.StatusCode:
         return self.grpc_status_code
 
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds after which the server says the same call may succeed (its
+        google.rpc.RetryInfo: a server at capacity that refused the call before running
+        it), or None."""
+        for detail in self.details:
+            if isinstance(detail, error_details_pb2.RetryInfo):
+                return float(detail.retry_delay.ToNanoseconds()) / 1e9
+        return None
+
     def add_context(self, context: str) -> None:
         """Prefix the message, e.g. with the file a request came from."""
         self.message = f"{context}: {self.message}"
@@ -250,6 +260,7 @@ def _unpack(status: Any) -> dict[str, Any]:
             error_details_pb2.BadRequest,
             error_details_pb2.PreconditionFailure,
             error_details_pb2.ErrorInfo,
+            error_details_pb2.RetryInfo,
             mpb.BundleRejection,
             spb.SchemaImpact,
         ):

@@ -257,6 +257,10 @@ class Transport:
     ) -> Response:
         """Invoke a unary method; retry the status codes in `retry_on` with backoff.
 
+        A call the server refused at capacity (RESOURCE_EXHAUSTED with a RetryInfo) is
+        retried whatever `retry_on` says, after at least the delay the server asked for:
+        it was refused before it ran, so repeating it is safe for any call.
+
         Each attempt has its own deadline of `timeout` seconds. A failure raises the
         typed CallError for its status code.
         """
@@ -267,9 +271,16 @@ class Transport:
                 return method(request, timeout=timeout or self.timeout, metadata=self.metadata)
             except grpc.RpcError as error:
                 code = error.code() if callable(getattr(error, "code", None)) else None
-                if code not in retry_on or attempt >= self.retry.max_attempts:
-                    raise from_grpc_error(error) from error
-            time.sleep(self.retry.backoff(attempt))
+                failure = from_grpc_error(error)
+                wait = self.retry.backoff(attempt)
+                retry_after = failure.retry_after
+                if retry_after is not None:
+                    wait = max(wait, retry_after)
+                elif code not in retry_on:
+                    raise failure from error
+                if attempt >= self.retry.max_attempts:
+                    raise failure from error
+            time.sleep(wait)
 
     def close(self) -> None:
         self.channel.close()

@@ -107,9 +107,8 @@ CHANNEL_OPTIONS = [
 
 
 def start_server(database_url: str, **config: Any) -> RunningServer:
-    server, port = create_server(
-        Config(database_url=database_url, host="127.0.0.1", port=0, max_workers=8, **config)
-    )
+    settings = {"host": "127.0.0.1", "port": 0, "max_workers": 8, **config}
+    server, port = create_server(Config(database_url=database_url, **settings))
     server.start()
     address = f"127.0.0.1:{port}"
     channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)

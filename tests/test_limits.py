@@ -143,5 +143,113 @@ def test_the_defaults_are_sane() -> None:
     assert config.max_request_bytes_in_flight >= 4 * config.max_message_bytes
     with pytest.raises(ValueError, match="MAX_REQUEST_BYTES_IN_FLIGHT"):
         Config(max_request_bytes_in_flight=MIB)
-    server = start_server.__defaults__
-    assert server is None
+
+
+@pytest.fixture
+def narrow(database_url: str) -> Any:
+    """Two data calls at once, six calls in all: more calls than data calls."""
+    running = start_server(database_url, max_workers=2, max_calls_in_flight=6)
+    b.update_schema(running.registry, "cams", 0, b.add_scalar("a", "text"))
+    try:
+        yield running
+    finally:
+        running.channel.close()
+        running.server.stop(grace=None)
+
+
+def held(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> threading.Event:
+    """Make owner.name wait for the returned event before doing its work."""
+    real = getattr(owner, name)
+    release = threading.Event()
+    monkeypatch.setattr(owner, name, lambda *a, **k: (release.wait(20), real(*a, **k))[1])
+    return release
+
+
+def outcome(future: Any) -> str:
+    try:
+        future.result()
+    except grpc.RpcError as error:
+        return f"{error.code().name}: {error.details()}"
+    return "OK"
+
+
+def test_every_call_under_the_cap_runs_and_the_next_is_refused_at_once(
+    narrow: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls past the cap are refused at once even when there are more of them than
+    data calls: none waits in a queue for a thread, and health answers meanwhile."""
+    from metareg.server.service.schemas import SchemaService
+
+    release = held(monkeypatch, SchemaService, "list_schemas")
+    listing = narrow.registry.ListSchemas
+    futures = [listing.future(rpb.ListSchemasRequest(), timeout=30) for _ in range(6)]
+    deadline = time.monotonic() + 10
+    while limited_limits(narrow).calls < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    past = [outcome(listing.future(rpb.ListSchemasRequest(), timeout=30)) for _ in range(2)]
+    health = health_pb2_grpc.HealthStub(narrow.channel)
+    assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == 1
+    refused_in = time.monotonic() - started
+    release.set()
+    assert [outcome(f) for f in futures] == ["OK"] * 6
+    assert past == ["RESOURCE_EXHAUSTED: the server is busy (6 calls are in flight, the limit); "
+                    "retry later"] * 2  # fmt: skip
+    assert refused_in < 5  # not held until the six ended (20 s)
+
+
+def test_data_calls_have_a_cap_of_their_own_and_schema_reads_go_on(
+    narrow: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from metareg.server.service.metadata import MetadataService
+
+    release = held(monkeypatch, MetadataService, "validate")
+    small = mpb.ValidateMetadataRequest(schema="cams", records=[b.metadata_record("u", {"a": "x"})])
+    futures = [narrow.metadata.ValidateMetadata.future(small, timeout=30) for _ in range(2)]
+    deadline = time.monotonic() + 10
+    while limited_limits(narrow).data_calls < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    third = outcome(narrow.metadata.ValidateMetadata.future(small, timeout=30))
+    assert narrow.registry.GetSchema(rpb.GetSchemaRequest(name="cams"), timeout=5).schema.version
+    release.set()
+    assert [outcome(f) for f in futures] == ["OK", "OK"]
+    assert third == ("RESOURCE_EXHAUSTED: the server is busy (2 data calls are in flight, the "
+                     "limit); retry later")  # fmt: skip
+
+
+def test_a_refusal_at_capacity_says_when_to_retry_and_the_client_does(
+    narrow: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overloaded carries a google.rpc.RetryInfo; the Python client waits and repeats
+    such a call (it never ran), even a write, while a deterministic RESOURCE_EXHAUSTED
+    (UpdateByFilter over too many records) carries none and is raised at once."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    from metareg.client import Client
+    from metareg.server.api.errors import to_rpc_status
+    from metareg.server.domain.errors import TooManyMatches
+    from metareg.server.service.metadata import MetadataService
+
+    release = held(monkeypatch, MetadataService, "validate")
+    small = mpb.ValidateMetadataRequest(schema="cams", records=[b.metadata_record("u", {"a": "x"})])
+    futures = [narrow.metadata.ValidateMetadata.future(small, timeout=30) for _ in range(2)]
+    deadline = time.monotonic() + 10
+    while limited_limits(narrow).data_calls < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(grpc.RpcError) as refused:
+        narrow.metadata.ApplyBundle(mpb.ApplyBundleRequest(
+            schema="cams", updates=[b.metadata_update("w", {"a": "x"})]), timeout=10)  # fmt: skip
+    status = rpc_status.from_call(refused.value)
+    assert status is not None
+    infos = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+    assert len(infos) == 1
+
+    threading.Timer(0.5, release.set).start()
+    with Client(narrow.address) as client:
+        started = time.monotonic()
+        assert len(client.apply("cams", {"w": {"a": "x"}})) == 1
+        assert time.monotonic() - started >= 0.4  # it waited for the held calls
+    assert [outcome(f) for f in futures] == ["OK", "OK"]
+    assert b.stored(narrow.metadata, "cams", "w") == {"w": {"a": "x"}}
+    assert not to_rpc_status(TooManyMatches(50_000)).details

@@ -28,6 +28,7 @@ from ..domain.errors import (
     InvalidMetadata,
     InvalidQuery,
     MetaregError,
+    ResourceExhausted,
 )
 from ..domain.impact import ImpactReport
 from ..domain.names import is_utf8
@@ -160,6 +161,10 @@ def to_rpc_status(error: MetaregError, budget: int = DEFAULT_DETAIL_BYTES) -> st
     if isinstance(error, InvalidQuery):
         info = error_details_pb2.ErrorInfo(reason=QUERY_ERROR_REASON, domain=ERROR_DOMAIN)
         info.metadata.update(error.info)
+        status.details.append(_pack(info))
+    if isinstance(error, ResourceExhausted) and error.retry_after is not None:
+        info = error_details_pb2.RetryInfo()
+        info.retry_delay.FromNanoseconds(int(error.retry_after * 1e9))
         status.details.append(_pack(info))
     if isinstance(error, IncompatibleChange) and isinstance(error.impact, ImpactReport):
         status.details.append(_pack(_precondition(error.impact)))

@@ -18,8 +18,10 @@ class Config:
     database_url: str = DEFAULT_DATABASE_URL
     host: str = "127.0.0.1"
     port: int = 50051
-    # Server processes sharing the port (SO_REUSEPORT); max_workers is threads per process.
+    # Server processes sharing the port (SO_REUSEPORT).
     workers: int = 1
+    # Per process: data calls (MetadataService's) served at once, and the database
+    # connections kept open for them.
     max_workers: int = 16
     # Large enough for 1000 updates carrying 4096-d embeddings.
     max_message_bytes: int = 64 * 1024 * 1024
@@ -34,7 +36,9 @@ class Config:
     # With no API key, anonymous calls are served on loopback only, and a non-loopback
     # bind refuses to start; this lifts both (the operator takes the risk).
     allow_anonymous: bool = False
-    # Past either limit a call is refused with RESOURCE_EXHAUSTED at once (health never).
+    # Per process: calls served at once (each on its own thread) and the bytes of their
+    # requests. Past either, or past max_workers data calls, a call is refused with
+    # RESOURCE_EXHAUSTED at once; health checks never are.
     max_calls_in_flight: int = 64
     max_request_bytes_in_flight: int = 256 * 1024 * 1024
 
@@ -43,7 +47,7 @@ class Config:
         problems = [
             (0 <= self.port <= 65535, "PORT", "a port number 0..65535"),
             (1 <= self.workers <= 64, "WORKERS", "1..64 processes"),
-            (1 <= self.max_workers <= 1024, "MAX_WORKERS", "1..1024 threads"),
+            (1 <= self.max_workers <= 1024, "MAX_WORKERS", "1..1024 data calls"),
             (self.max_message_bytes >= 1024 * 1024, "MAX_MESSAGE_BYTES", "at least 1 MiB"),
             # The API promises keys for at least 24 hours; 10 years is plenty.
             (24 <= self.idempotency_ttl_hours <= 87_600, "IDEMPOTENCY_TTL_HOURS",

@@ -1,10 +1,11 @@
 """Limits that keep one client from starving the rest: calls and request bytes in flight.
 
 Past a limit a call is refused with RESOURCE_EXHAUSTED at once, before its request is
-even parsed. Data calls (MetadataService's, over records) may hold all but two of the
-server's threads, so that reads of schemas and the health
-service always find one; health calls are never counted or refused. After a burst of
-large requests the memory they used is handed back to the operating system.
+even parsed: the server runs a thread for every call under the cap and two spare, so a
+refusal never waits in a queue. Data calls (MetadataService's, over records) have a
+lower cap of their own, so that schema reads find a thread and a database connection
+however many scans are running; health calls are never counted or refused. After a
+burst of large requests the memory they used is handed back to the operating system.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ TRIM_AFTER_BYTES = 64 * 1024 * 1024
 
 
 class Overloaded(ResourceExhausted):
-    """The server is at one of its limits: retry later, or send less at once."""
+    """The server is at one of its limits: retry later, or send less at once. The call
+    was refused before it ran, so any call, even a write, can be repeated safely."""
+
+    retry_after = 0.1
 
 
 @dataclass

@@ -95,12 +95,15 @@ def create_server(
     ttl = timedelta(hours=config.idempotency_ttl_hours)
     limits = Limits(
         max_calls=config.max_calls_in_flight,
-        # Two threads are kept from data calls, so schema reads and health always find one.
-        max_data_calls=max(1, config.max_workers - 2),
+        # Calls over records, each of which may hold a database connection for long.
+        max_data_calls=config.max_workers,
         max_bytes=config.max_request_bytes_in_flight,
     )
+    # Every call under the cap has a thread of its own, and two more are spare: a call
+    # past the cap is refused, and a health check answered, at once, never queued.
+    threads = max(config.max_workers, config.max_calls_in_flight + 2)
     grpc_server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
+        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
         # Outermost first: errors become statuses (and a log line), then the limits are
         # applied before anything is parsed, then the caller is identified.
         interceptors=[

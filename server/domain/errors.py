@@ -218,6 +218,9 @@ class ConcurrentWrite(Aborted):
 
 class ResourceExhausted(MetaregError):
     code = ErrorCode.RESOURCE_EXHAUSTED
+    # Seconds after which the same call may succeed (sent as google.rpc.RetryInfo), for
+    # a server at capacity; None when repeating the call cannot help.
+    retry_after: ClassVar[float | None] = None
 
 
 class TooManyMatches(ResourceExhausted):
