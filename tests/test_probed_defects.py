@@ -353,3 +353,26 @@ def test_a_bundle_written_behind_a_deadline_is_applied_once_when_resent(
     finally:
         event.remove(Engine, "commit", slow_commit)
     assert (resent.replayed, resent.applied_count, resent.results[0].revision) == (True, 1, 1)
+
+
+# --- every database connection busy: UNAVAILABLE (retry), never INTERNAL ---------------
+
+
+def test_a_call_that_finds_every_connection_busy_is_unavailable(database_url: str) -> None:
+    """A crowd of scans once held every pooled connection: the next call waited out the
+    pool's timeout and failed INTERNAL. It is UNAVAILABLE, which clients retry."""
+    from metareg.server.domain.errors import StorageUnavailable
+    from metareg.server.storage.database import Database
+
+    database = Database(database_url, pool_size=1, pool_timeout=0.2)
+    try:
+        with database.session() as first, database.session() as second:
+            first.execute(sa.text("SELECT 1"))
+            second.execute(sa.text("SELECT 1"))
+            with pytest.raises(StorageUnavailable, match="every database connection"):  # noqa: SIM117
+                with database.session() as third:
+                    third.execute(sa.text("SELECT 1"))
+        with database.session() as again:  # and the pool recovers
+            assert again.execute(sa.text("SELECT 1")).scalar_one() == 1
+    finally:
+        database.dispose()

@@ -13,6 +13,7 @@ import orjson
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
@@ -113,10 +114,20 @@ def _configure_postgresql(engine: Engine) -> None:
 class Database:
     """The engine plus sessions that commit on success and roll back on any error."""
 
-    def __init__(self, url: str | URL, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self, url: str | URL, *, pool_size: int = 10, pool_timeout: float = 30.0,
+        echo: bool = False,
+    ) -> None:  # fmt: skip
         self.url = make_url(url)
         self.dialect = self.url.get_backend_name()
-        options: dict[str, Any] = {"echo": echo}
+        # Connections kept, and as many more opened while calls need them; a call that
+        # finds them all busy for pool_timeout seconds is UNAVAILABLE (it wrote nothing).
+        options: dict[str, Any] = {
+            "echo": echo,
+            "pool_size": pool_size,
+            "max_overflow": pool_size,
+            "pool_timeout": pool_timeout,
+        }
         if self.dialect == "sqlite":
             if self.url.database in (None, "", ":memory:"):
                 raise ValueError(
@@ -125,7 +136,7 @@ class Database:
                 )
             options["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
-            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            options.update(pool_pre_ping=True)
         self.engine = create_engine(self.url, **options)
         self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
         self._checkpointer: WalCheckpointer | None = None
@@ -152,6 +163,8 @@ class Database:
                 yield session
         except OperationalError as error:
             raise translate_operational_error(error) from error
+        except PoolTimeout as error:
+            raise pool_exhausted(self.engine) from error
         checkpointer = self._checkpointer  # once: dispose() may clear it meanwhile
         if write and checkpointer is not None:
             checkpointer.written()
@@ -174,6 +187,8 @@ class Database:
             connection = self.engine.raw_connection()
         except OperationalError as error:
             raise translate_operational_error(error) from error
+        except PoolTimeout as error:
+            raise pool_exhausted(self.engine) from error
         try:
             cursor = connection.cursor()
             try:
@@ -256,6 +271,14 @@ _DETERMINISTIC_CLASSES = {"ProgrammingError", "IntegrityError", "DataError", "No
 # SQLSTATE class 54, "program limit exceeded" (statement too complex, too many
 # arguments or columns), which psycopg files under OperationalError.
 _PG_LIMIT_CLASS = "54"
+
+
+def pool_exhausted(engine: Engine) -> StorageUnavailable:
+    log.warning("every database connection was busy: %s", engine.pool.status())
+    return StorageUnavailable(
+        "every database connection of this server was busy for too long; nothing was "
+        "written: retry the request"
+    )
 
 
 def translate_operational_error(error: DBAPIError) -> Exception:
