@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,10 +184,15 @@ def server_command(
 
 
 def _start(
-    database_url: str, workdir: Path, name: str, profile_to: Path | None, workers: int = 1
+    database_url: str,
+    workdir: Path,
+    name: str,
+    profile_to: Path | None,
+    workers: int = 1,
+    extra_env: Mapping[str, str] | None = None,
 ) -> ServerProcess:
     """Start a server on a free port; another port is tried if that one is taken meanwhile."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(extra_env or {})}
     for attempt in range(1, START_ATTEMPTS + 1):
         port = free_port()
         log_path = workdir / f"{name}.log"
@@ -223,9 +228,11 @@ def running_server(
     name: str,
     profile_to: Path | None = None,
     workers: int = 1,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[ServerProcess]:
-    """Start a server on a free port, yield it once it is SERVING, and stop it afterwards."""
-    server = _start(database_url, workdir, name, profile_to, workers)
+    """Start a server on a free port, yield it once it is SERVING, and stop it afterwards
+    (`extra_env`: METAREG_* settings for it)."""
+    server = _start(database_url, workdir, name, profile_to, workers, extra_env)
     try:
         yield server
     finally:
