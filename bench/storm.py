@@ -1,7 +1,7 @@
 """The storm benchmark: what a burst of huge requests and a crowd of slow scans do to a
 server, with its limits on and with them lifted, in one run.
 
-    .venv/bin/python -m bench.storm                 # about 3 minutes
+    .venv/bin/python -m bench.storm                 # about 6 minutes
     .venv/bin/python -m bench.storm --records 50000 # a quick run
 
 Burst: 16 concurrent ValidateMetadata requests of 60 MB each (JSON records of long text);

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -21,16 +22,21 @@ from .conftest import RunningServer, start_server
 MIB = 1024 * 1024
 
 
-@pytest.fixture
-def limited(database_url: str) -> Any:
-    running = start_server(database_url, max_message_bytes=4 * MIB,
-                           max_request_bytes_in_flight=6 * MIB, max_calls_in_flight=4)  # fmt: skip
+def serving_cams(database_url: str, **config: Any) -> Iterator[RunningServer]:
+    """A server with `config` and schema "cams" (one text key), stopped afterwards."""
+    running = start_server(database_url, **config)
     b.update_schema(running.registry, "cams", 0, b.add_scalar("a", "text"))
     try:
         yield running
     finally:
         running.channel.close()
         running.server.stop(grace=None)
+
+
+@pytest.fixture
+def limited(database_url: str) -> Iterator[RunningServer]:
+    yield from serving_cams(database_url, max_message_bytes=4 * MIB,
+                            max_request_bytes_in_flight=6 * MIB, max_calls_in_flight=4)  # fmt: skip
 
 
 def big_validation(size: int) -> mpb.ValidateMetadataRequest:
@@ -146,15 +152,9 @@ def test_the_defaults_are_sane() -> None:
 
 
 @pytest.fixture
-def narrow(database_url: str) -> Any:
+def narrow(database_url: str) -> Iterator[RunningServer]:
     """Two data calls at once, six calls in all: more calls than data calls."""
-    running = start_server(database_url, max_workers=2, max_calls_in_flight=6)
-    b.update_schema(running.registry, "cams", 0, b.add_scalar("a", "text"))
-    try:
-        yield running
-    finally:
-        running.channel.close()
-        running.server.stop(grace=None)
+    yield from serving_cams(database_url, max_workers=2, max_calls_in_flight=6)
 
 
 def held(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> threading.Event:
