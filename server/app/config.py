@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from ..storage.database import parse_database_url
 from . import tls
 
 DEFAULT_DATABASE_URL = "sqlite:///metareg.db"
@@ -63,6 +64,7 @@ class Config:
             if not ok:  # NaN fails every comparison, so it lands here too
                 value = getattr(self, name.lower())
                 raise ValueError(f"METAREG_{name}={value!r} is out of range: use {allowed}")
+        parse_database_url(self.database_url)  # BadDatabaseURL, a ValueError, names it
         tls.check_files(self)
 
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
@@ -12,7 +13,7 @@ from typing import Any
 import orjson
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
@@ -25,6 +26,46 @@ log = logging.getLogger(__name__)
 _WRITE_OPTION = "metareg_write"
 # SQLSTATEs of transactions PostgreSQL aborted because of a concurrent one.
 _PG_RETRYABLE = {"40001", "40P01", "55P03"}
+
+
+# The backends metareg runs on, and the drivers it speaks them with (None: the default).
+SUPPORTED_BACKENDS = {"sqlite": (None, "pysqlite"), "postgresql": (None, "psycopg")}
+_EXAMPLES = "sqlite:///metareg.db or postgresql://user@host/dbname"
+
+
+class BadDatabaseURL(ValueError):
+    """A database URL metareg cannot use; the message names it (without its password)."""
+
+
+def parse_database_url(url: str | URL) -> URL:
+    """`url` parsed, or BadDatabaseURL: unparsable, another backend or driver, or an
+    in-memory SQLite database (each connection would see its own)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as error:  # ValueError: e.g. a port that is no number
+        shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
+        raise BadDatabaseURL(
+            f"bad database URL {shown!r} ({error}): use e.g. {_EXAMPLES}"
+        ) from None
+    shown = parsed.render_as_string(hide_password=True)
+    backend, driver = parsed.get_backend_name(), parsed.drivername.partition("+")[2] or None
+    if backend not in SUPPORTED_BACKENDS:
+        raise BadDatabaseURL(
+            f"bad database URL {shown!r}: unsupported scheme {backend!r}; metareg supports "
+            f"sqlite and postgresql (e.g. {_EXAMPLES})"
+        )
+    if driver not in SUPPORTED_BACKENDS[backend]:
+        allowed = " or ".join(f"{backend}+{d}://" for d in SUPPORTED_BACKENDS[backend] if d)
+        raise BadDatabaseURL(
+            f"bad database URL {shown!r}: unsupported driver {driver!r}; use {backend}:// "
+            f"or {allowed}"
+        )
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise BadDatabaseURL(
+            "in-memory SQLite is not supported (each connection would see its own "
+            "database); use a file, e.g. sqlite:///metareg.db"
+        )
+    return parsed
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -118,7 +159,7 @@ class Database:
         self, url: str | URL, *, pool_size: int = 10, pool_timeout: float = 30.0,
         echo: bool = False,
     ) -> None:  # fmt: skip
-        self.url = make_url(url)
+        self.url = parse_database_url(url)
         self.dialect = self.url.get_backend_name()
         # Connections kept, and as many more opened while calls need them; a call that
         # finds them all busy for pool_timeout seconds is UNAVAILABLE (it wrote nothing).
@@ -129,11 +170,6 @@ class Database:
             "pool_timeout": pool_timeout,
         }
         if self.dialect == "sqlite":
-            if self.url.database in (None, "", ":memory:"):
-                raise ValueError(
-                    "in-memory SQLite is not supported (each connection would see its own "
-                    "database); use a file, e.g. sqlite:///metareg.db"
-                )
             options["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             options.update(pool_pre_ping=True)
