@@ -16,6 +16,7 @@ from metareg.v1 import schema_registry_pb2 as rpb
 
 from ._bundle import Bundle, Progress, UpdateModeName
 from ._errors import ConflictError, InvalidArgumentError, NotFoundError, ValueConversionError
+from ._export import ExportFormat, ExportProgress, export_records
 from ._files import load_schema_file
 from ._query import DEFAULT_QUERY_PAGE_SIZE, QueryResults, count_matches, update_matches
 from ._results import (
@@ -408,6 +409,27 @@ class Client:
     def count(self, name: str, filter: str = "") -> int:
         """How many records `filter` matches (every record of the schema when empty)."""
         return count_matches(self._transport, name, filter)
+
+    def export(
+        self,
+        schema: str,
+        path: str | os.PathLike[str],
+        *,
+        filter: str = "",
+        format: ExportFormat | None = None,
+        progress: ExportProgress | None = None,
+    ) -> int:
+        """Write the records `filter` matches (every record when empty) to a file that
+        `metareg metadata apply` reads; return how many were written.
+
+        `format` is "jsonl", "csv" or "parquet" (the `[parquet]` extra); by default the
+        file name says (.jsonl, .ndjson, .csv, .parquet; .gz compresses JSONL and
+        CSV). Records are read a page at a time and written as they come, so memory does
+        not grow with their number. The file is written as PATH.partial and renamed
+        when complete: a failed export leaves no file at PATH. `progress` is a tqdm-like
+        bar or a callable; each gets the number of records of every page written.
+        """
+        return export_records(self, schema, path, filter=filter, format=format, progress=progress)
 
     def update_by_filter(
         self,
