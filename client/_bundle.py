@@ -112,8 +112,10 @@ class Bundle:
         keep_results: bool = True,
         max_updates: int = MAX_UPDATES_PER_REQUEST,
         max_request_bytes: int = MAX_REQUEST_BYTES,
+        idempotency_key: Callable[[int, bytes], str] | None = None,
     ) -> None:
         self.schema = schema
+        self._key_of = idempotency_key
         self.partial = partial
         self.coerce_strings = coerce_strings
         self.flatten_nested = flatten_nested
@@ -276,10 +278,13 @@ class Bundle:
             self._queued = _Queued(queued.first + last, [queued.elements.pop()], [queued.ids.pop()])
         else:
             self._queued = _Queued(queued.first + len(queued.ids))
-        key = uuid.uuid4().hex
+        updates_json = json_array(queued.elements)
+        # A caller's key is derived from what it sends (the CLI: the file and the chunk),
+        # so that the same request sent again by another run is applied at most once.
+        key = self._key_of(self._requests, updates_json) if self._key_of else uuid.uuid4().hex
         request = mpb.ApplyBundleRequest(
             schema=self.schema,
-            updates_json=json_array(queued.elements),
+            updates_json=updates_json,
             partial=self.partial,
             coerce_strings=self.coerce_strings,
             idempotency_key=key,

@@ -1,11 +1,14 @@
-"""Metadata files: stream records from JSONL or CSV, one line at a time.
+"""Metadata files: stream records from JSONL, CSV, Parquet or a folder of JSON sidecars.
 
 JSONL: one `{"data_unit_id": ..., "metadata": {...}}` object per line (other fields,
 such as those of a rejects file, are ignored). CSV: a `data_unit_id` column and one
 column per key. CSV cells are text; embedding and `keyframes` cells are JSON lists and
 are parsed here, number and boolean cells are sent as text for the server to convert
 (the `coerce_strings` request flag), and an empty cell means "no value". Either format
-may be gzip-compressed (`.gz`).
+may be gzip-compressed (`.gz`). Parquet (the `[parquet]` extra) is read one row group at
+a time. A sidecar folder holds one JSON object per data unit: `images/photo_001.json`
+is the metadata of data unit `images/photo_001`, nested objects flattened with dots.
+An empty file, or a CSV file with only its header, holds no records (not an error).
 
 With `pass_through`, a JSONL line's metadata is kept as the JSON bytes it was in the
 file and sent as it is (the JSON record form), instead of being decoded into Python
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import os
 import re
@@ -29,10 +33,16 @@ from typing import IO, Any, Literal
 
 import msgspec
 
-from ._errors import DataFileError
+from ._errors import DataFileError, ValueConversionError
+from ._values import flatten
 
-DataFormat = Literal["jsonl", "csv"]
-_SUFFIXES: dict[str, DataFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+DataFormat = Literal["jsonl", "csv", "parquet", "sidecars"]
+_SUFFIXES: dict[str, DataFormat] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
 ID_COLUMN = "data_unit_id"
 MAX_CSV_FIELD = 64 * 1024 * 1024
 
@@ -47,6 +57,20 @@ class SourceRecord:
     error: str = ""
     metadata_json: bytes = b""
     """The metadata as the line's JSON object, when passed through (`metadata` is empty)."""
+    text: str = ""
+    """The line as the file has it (kept for the rejects file), without its line break."""
+    origin: str = ""
+    """The file the record came from, when that is not the input file (a sidecar)."""
+
+    @property
+    def place(self) -> str:
+        """Where the record is, for messages: `line 7`, or a sidecar's relative path."""
+        return self.origin or f"line {self.line}"
+
+    @property
+    def size(self) -> int:
+        """About how many bytes of JSON the record is (to refuse one no request can hold)."""
+        return max(len(self.metadata_json), len(self.text))
 
     def decoded_metadata(self) -> dict[str, object]:
         """The metadata as Python values, also when it was passed through as JSON."""
@@ -101,23 +125,26 @@ def count_lines(path: str | os.PathLike[str]) -> int:
 def _jsonl_record(line_number: int, line: str) -> SourceRecord | None:
     if not line.strip():
         return None
+    text = line.rstrip("\r\n")
     try:
         item = json.loads(line)
     except json.JSONDecodeError as error:
-        return SourceRecord(line_number, "", {}, f"not valid JSON: {error.msg}")
+        return SourceRecord(line_number, "", {}, f"not valid JSON: {error.msg}", text=text)
     except ValueError as error:  # an integer of more digits than Python converts
-        return SourceRecord(line_number, "", {}, f"not valid JSON: {error}")
+        return SourceRecord(line_number, "", {}, f"not valid JSON: {error}", text=text)
     except RecursionError:
-        return SourceRecord(line_number, "", {}, "JSON nested too deeply")
+        return SourceRecord(line_number, "", {}, "JSON nested too deeply", text=text)
     if not isinstance(item, dict):
-        return SourceRecord(line_number, "", {}, "expected a JSON object")
+        return SourceRecord(line_number, "", {}, "expected a JSON object", text=text)
     data_unit_id = item.get(ID_COLUMN)
     metadata = item.get("metadata", {})
     if not isinstance(data_unit_id, str):
-        return SourceRecord(line_number, "", {}, '"data_unit_id" must be a string')
+        return SourceRecord(line_number, "", {}, '"data_unit_id" must be a string', text=text)
     if not isinstance(metadata, dict):
-        return SourceRecord(line_number, data_unit_id, {}, '"metadata" must be an object')
-    return SourceRecord(line_number, data_unit_id, metadata)
+        return SourceRecord(
+            line_number, data_unit_id, {}, '"metadata" must be an object', text=text
+        )
+    return SourceRecord(line_number, data_unit_id, metadata, text=text)
 
 
 class _Line(msgspec.Struct):
@@ -144,7 +171,8 @@ def _passed_through(line_number: int, line: str) -> SourceRecord | None:
     metadata = bytes(item.metadata)
     if metadata[:1] != b"{" or _BIG_NUMBER.search(metadata):
         return None
-    return SourceRecord(line_number, item.data_unit_id, {}, metadata_json=metadata)
+    text = line.rstrip("\r\n")
+    return SourceRecord(line_number, item.data_unit_id, {}, metadata_json=metadata, text=text)
 
 
 def read_jsonl(
@@ -182,7 +210,7 @@ def read_csv(
         reader = csv.reader(stream)
         header = next(reader, None)
         if header is None:
-            raise DataFileError(f"{path}: the file is empty; expected a header row")
+            return  # an empty file holds no records, as an empty JSONL file
         if ID_COLUMN not in header:
             raise DataFileError(f'{path}: the header has no "{ID_COLUMN}" column')
         duplicates = sorted({c for c in header if header.count(c) > 1})
@@ -199,14 +227,76 @@ def read_csv(
                 continue
             line = reader.line_num
             if len(row) != len(header):
-                yield SourceRecord(
-                    line, "", {}, f"has {len(row)} cells; the header has {len(header)}"
-                )
+                error = f"has {len(row)} cells; the header has {len(header)}"
+                yield SourceRecord(line, "", {}, error, text=_csv_text(row))
                 continue
             metadata = {
                 name: _cell(row[i], is_list) for i, name, is_list in columns if row[i] != ""
             }
-            yield SourceRecord(line, row[id_at], metadata)
+            yield SourceRecord(line, row[id_at], metadata, text=_csv_text(row))
+
+
+def _csv_text(row: list[str]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(row)
+    return out.getvalue()
+
+
+def _sidecar_files(folder: Path) -> list[Path]:
+    with _reading(folder, lambda: 0):
+        if not folder.is_dir():
+            raise DataFileError(f"{folder}: not a folder")
+        return sorted(p for p in folder.rglob("*.json") if p.is_file())
+
+
+def _sidecar_metadata(text: str) -> tuple[str, dict[str, object]]:
+    """(why the file cannot be a record, {}) or ("", its metadata flattened)."""
+    try:
+        item = json.loads(text)
+    except json.JSONDecodeError as error:
+        return f"not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})", {}
+    except ValueError as error:
+        return f"not valid JSON: {error}", {}
+    except RecursionError:
+        return "JSON nested too deeply", {}
+    if not isinstance(item, dict):
+        return "the file must hold one JSON object", {}
+    try:
+        return "", flatten(item)
+    except ValueConversionError as error:
+        return error.message, {}
+
+
+def read_sidecars(folder: str | os.PathLike[str]) -> Iterator[SourceRecord]:
+    """One record per `*.json` file under `folder`, in path order: its data unit is the
+    relative path without `.json` (with `/`), its metadata the file's object, flattened."""
+    folder = Path(folder)
+    for number, file in enumerate(_sidecar_files(folder), start=1):
+        relative = file.relative_to(folder).as_posix()
+        data_unit_id = relative.removesuffix(".json")
+        try:
+            text = file.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as bad:
+            error, text, metadata = f"not UTF-8 text ({bad.reason})", "", {}
+        except OSError as bad:
+            error, text, metadata = f"cannot read the file: {bad.strerror or bad}", "", {}
+        else:
+            error, metadata = _sidecar_metadata(text)
+        if error:
+            yield SourceRecord(number, data_unit_id, {}, error, text=text, origin=relative)
+            continue
+        yield SourceRecord(number, data_unit_id, metadata, text=text, origin=relative)
+
+
+def count_records(path: str | os.PathLike[str], kind: DataFormat) -> int:
+    """About how many records the source holds, for a progress total."""
+    if kind == "sidecars":
+        return len(_sidecar_files(Path(path)))
+    if kind == "parquet":
+        from ._parquet import count_rows
+
+        return count_rows(path)
+    return max(count_lines(path) - (1 if kind == "csv" else 0), 0)
 
 
 def read_records(
@@ -216,8 +306,14 @@ def read_records(
     *,
     pass_through: bool = False,
 ) -> Iterator[SourceRecord]:
-    """Stream the records of a JSONL or CSV file (never the whole file in memory);
-    `pass_through` keeps JSONL metadata as JSON bytes (see the module docstring)."""
+    """Stream the records of a source (never the whole file in memory); `pass_through`
+    keeps JSONL metadata as JSON bytes (see the module docstring)."""
     if kind == "csv":
         return read_csv(path, key_types)
+    if kind == "sidecars":
+        return read_sidecars(path)
+    if kind == "parquet":
+        from ._parquet import read_parquet
+
+        return read_parquet(path)
     return read_jsonl(path, pass_through=pass_through)

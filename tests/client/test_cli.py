@@ -129,8 +129,8 @@ def test_jsonl_apply_writes_rejects_and_applies_the_rest(
     done = metareg(cams, "metadata", "apply", "cams", "data.jsonl", "--partial", cwd=tmp_path)
     assert done.returncode == 1
     assert done.stdout.startswith("applied 2, unchanged 0, rejected 2, not applied 0")
-    assert "rejects: 2 record(s) with their violations in data.rejects.jsonl" in done.stdout
-    rejects = [json.loads(line) for line in (tmp_path / "data.rejects.jsonl").open()]
+    assert "rejects: 2 record(s) with their violations in data.apply.rejects.jsonl" in done.stdout
+    rejects = [json.loads(line) for line in (tmp_path / "data.apply.rejects.jsonl").open()]
     assert [(r["line"], r["data_unit_id"], r["outcome"]) for r in rejects] == [
         (3, "", "rejected"),
         (2, "u2", "rejected"),
@@ -152,17 +152,18 @@ def test_csv_apply_coerces_by_schema_type(cams: RunningServer, tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("applied 2, unchanged 0, rejected 0")
     assert "rejects: none" in done.stdout
-    assert not (tmp_path / "data.rejects.jsonl").exists()
+    assert not (tmp_path / "data.apply.rejects.jsonl").exists()
     assert stored(cams, "u1", "u2") == {
         "u1": {"camera_id": "cam1", "score": 95.0, "night": True, "clip": [0.5, 1.0, 2.0]},
         "u2": {"camera_id": "cam2", "night": False},
     }
 
 
-def test_an_atomic_csv_apply_stops_at_the_rejected_request(
+def test_an_atomic_csv_apply_writes_nothing_and_lists_every_reject(
     cams: RunningServer, tmp_path: Path
 ) -> None:
     rows = [f"u{i},cam{i},{i},true,\n" for i in range(1500)]
+    rows[300] = "u300,cam300,much,true,\n"
     rows[1200] = "u1200,cam1200,lots,maybe,\n"
     (tmp_path / "data.csv").write_text("data_unit_id,camera_id,score,night,clip\n" + "".join(rows))
     rejects = tmp_path / "out" / "bad.jsonl"
@@ -171,18 +172,17 @@ def test_an_atomic_csv_apply_stops_at_the_rejected_request(
         cams, "metadata", "apply", "cams", "data.csv", "--rejects", str(rejects), cwd=tmp_path
     )
     assert done.returncode == 1
-    assert done.stdout.startswith("applied 1000, unchanged 0, rejected 1, not applied 499")
-    assert done.stderr.startswith(
-        "error: the request with lines 1002..1501 failed (INVALID_ARGUMENT: invalid records, "
-        "see the rejects file), so none of them was written; the lines before 1002 stay applied"
+    assert done.stdout.startswith(
+        "applied 0, unchanged 0, rejected 2, not applied 1498, not sent 0, unknown 0"
     )
-    [reject] = [json.loads(line) for line in rejects.open()]
-    assert (reject["line"], reject["data_unit_id"]) == (1202, "u1200")
-    assert {v["rule"] for v in reject["violations"]} == {"type"}
-    found = stored(cams, *(f"u{i}" for i in range(1500)))
-    assert len(found) == 1000
-    assert "u999" in found
-    assert "u1000" not in found
+    assert done.stderr.startswith(
+        "error: 2 of 1500 records are invalid, so nothing was applied"
+    ), done.stderr
+    found = [json.loads(line) for line in rejects.open()]
+    assert [(r["line"], r["data_unit_id"]) for r in found] == [(302, "u300"), (1202, "u1200")]
+    assert found[1]["source"] == "u1200,cam1200,lots,maybe,"
+    assert {v["rule"] for v in found[1]["violations"]} == {"type"}
+    assert stored(cams, *(f"u{i}" for i in range(1500))) == {}
 
 
 def test_validate_writes_nothing_and_reports(cams: RunningServer, tmp_path: Path) -> None:
@@ -195,7 +195,7 @@ def test_validate_writes_nothing_and_reports(cams: RunningServer, tmp_path: Path
     )
     assert bad.returncode == 1
     assert bad.stdout.startswith("valid 1, invalid 1")
-    [reject] = [json.loads(line) for line in (tmp_path / "bad.rejects.jsonl").open()]
+    [reject] = [json.loads(line) for line in (tmp_path / "bad.validate.rejects.jsonl").open()]
     assert (reject["line"], reject["outcome"], reject["violations"][0]["key"]) == (
         2, "invalid", "score")  # fmt: skip
     with gzip.open(tmp_path / "bad.jsonl.gz", "wt") as packed:
@@ -269,7 +269,7 @@ def test_odd_but_readable_lines_are_rejects(cams: RunningServer, tmp_path: Path)
     (tmp_path / "big.csv").write_text(f"data_unit_id,camera_id\nu1,{'x' * 200_000}\nu2,ok\n")
     done = metareg(cams, "metadata", "apply", "cams", "big.csv", "--partial", cwd=tmp_path)
     assert done.returncode == 1, done.stderr
-    rejects = [json.loads(line) for line in (tmp_path / "big.rejects.jsonl").open()]
+    rejects = [json.loads(line) for line in (tmp_path / "big.apply.rejects.jsonl").open()]
     assert [(r["line"], r["violations"][0]["rule"]) for r in rejects] == [(2, "max_length")]
     jsonl(
         tmp_path / "odd.jsonl",
@@ -280,7 +280,7 @@ def test_odd_but_readable_lines_are_rejects(cams: RunningServer, tmp_path: Path)
     )
     done = metareg(cams, "metadata", "apply", "cams", "odd.jsonl", "--partial", cwd=tmp_path)
     assert (done.returncode, "Traceback" in done.stderr) == (1, False), done.stderr
-    rejects = [json.loads(line) for line in (tmp_path / "odd.rejects.jsonl").open()]
+    rejects = [json.loads(line) for line in (tmp_path / "odd.apply.rejects.jsonl").open()]
     assert [r["line"] for r in rejects] == [1, 2, 3]
     assert "nested too deeply" in rejects[0]["violations"][0]["description"]
     assert rejects[1]["data_unit_id"] == "u\ud800"  # kept, escaped in the rejects file

@@ -12,7 +12,8 @@ import pytest
 
 from metareg.client import Client
 from metareg.client._datafiles import SourceRecord, read_jsonl
-from metareg.client._ingest import RejectsFile, apply_records
+from metareg.client._ingest import RejectsFile, apply_records, run_key
+from metareg.client._progress import Progress
 
 from ..conftest import RunningServer
 from .conftest import CallRecorder, sent_updates
@@ -76,21 +77,18 @@ def test_apply_sends_the_files_bytes_and_rejects_bad_lines_locally(
 ) -> None:
     path = jsonl(tmp_path / "data.jsonl", *LINES)
 
-    class Bar:
-        def update(self, n: int = 1) -> None:
-            pass
-
     with RejectsFile(tmp_path / "rejects.jsonl") as rejects:
         done = apply_records(
             cams,
             "cams",
-            read_jsonl(path, pass_through=True),
+            lambda: read_jsonl(path, pass_through=True),
             rejects,
-            Bar(),
+            lambda label: Progress(label, None, quiet=True),
             mode="merge",
             partial=True,
             coerce_strings=False,
             flatten_nested=False,
+            run=run_key("cams", "merge", partial=True, coerce=False, flatten=False),
         )
     [request] = recorder.requests("ApplyBundle")
     assert b'"metadata":{"clip": [0.5, 1, 2e-3], "keyframes": [0, 4]}' in request.updates_json
@@ -128,9 +126,7 @@ def test_the_cli_applies_what_the_decoded_path_applies(
     assert '"metadata" must be an object' in by_line[4]["violations"][0]["description"]
     for line in (5, 6):  # named by line and key, never a failed request
         [violation] = by_line[line]["violations"]
-        assert violation["description"].startswith(
-            f"line {line}: data unit 'u{line}': key \"score\""
-        )
+        assert violation["description"].startswith(f"data unit 'u{line}': key \"score\"")
         assert "not a finite number" in violation["description"]
         assert violation["key"] == "score"
     assert "too large for a number" in by_line[7]["violations"][0]["description"]
@@ -158,8 +154,10 @@ def test_an_atomic_run_stops_at_a_bad_number_before_sending(
     )
     done = metareg(server, "metadata", "apply", "cams", "data.jsonl", cwd=tmp_path)
     assert done.returncode == 1
-    assert "line 2: " in done.stderr
-    assert "stopped without sending the request it belongs to" in done.stderr
+    assert done.stderr.startswith("error: 1 of 3 records are invalid, so nothing was applied")
+    [reject] = [json.loads(line) for line in (tmp_path / "data.apply.rejects.jsonl").open()]
+    assert reject["line"] == 2
+    assert "not a finite number" in reject["violations"][0]["description"]
     with Client(server.address) as client:
         assert client.get_metadata("cams", ["u1", "u2", "u3"]) == {}
 
@@ -171,7 +169,7 @@ def test_validate_passes_lines_through_too(
     done = metareg(server, "metadata", "validate", "cams", "data.jsonl", cwd=tmp_path)
     assert done.returncode == 1
     assert done.stdout.startswith(f"valid 5, invalid {1 + len(LOCAL_REJECTS)}")
-    rejects = [json.loads(line) for line in (tmp_path / "data.rejects.jsonl").open()]
+    rejects = [json.loads(line) for line in (tmp_path / "data.validate.rejects.jsonl").open()]
     assert sorted(r["line"] for r in rejects) == [*LOCAL_REJECTS, 15]
     [invalid] = [r for r in rejects if r["line"] == 15]
     assert (invalid["outcome"], invalid["metadata"]) == ("invalid", {"score": "high"})
