@@ -5,6 +5,7 @@ database behind."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -46,4 +47,21 @@ def test_an_unusable_database_url_is_one_line(
     for name in names:
         assert name in lines[0]
     assert "secret" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_busy_port_leaves_no_database_behind(tmp_path: Path, workers: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run(
+            "serve", "--port", str(port), "--workers", workers,
+            "--database-url", f"sqlite:///{tmp_path / 'x.db'}", cwd=tmp_path,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port} (is the port in use?)"
+    ]
     assert list(tmp_path.iterdir()) == []

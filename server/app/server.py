@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import signal
+import socket
 import threading
 from concurrent import futures
 from datetime import timedelta
@@ -45,6 +47,8 @@ SERVICE_NAMES = (
     metadata_pb2.DESCRIPTOR.services_by_name["MetadataService"].full_name,
 )
 
+Address = tuple[socket.AddressFamily, str]
+
 
 class Server:
     """A running metareg server: the gRPC server plus the database and health it owns."""
@@ -76,9 +80,12 @@ def create_server(
 ) -> tuple[Server, int]:
     """A configured, not yet started server and the port it is bound to.
 
-    `reuse_port` lets the processes of `serve --workers N` share one port.
+    `reuse_port` lets the processes of `serve --workers N` share one port (which their
+    parent holds, so it is not probed here).
     """
     credentials = tls.server_credentials(config)  # read before anything needs releasing
+    if not reuse_port:
+        check_port(config.host, config.port)
     database = Database(config.database_url, pool_size=config.max_workers)
     try:
         ensure_at_head(database)
@@ -146,6 +153,53 @@ def create_server(
         database.dispose()
         raise OSError(f"cannot listen on {config.host}:{config.port} (is the port in use?)")
     return Server(grpc_server, database, health_servicer), port
+
+
+def bind_addresses(host: str) -> list[Address]:
+    """The (family, address) pairs gRPC binds for `host`, e.g. both loopbacks for localhost."""
+    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    found = socket.getaddrinfo(name or None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    return list(dict.fromkeys((family, str(sockaddr[0])) for family, _, _, _, sockaddr in found))
+
+
+def bind_socket(address: Address, port: int, *, reuse_port: bool) -> socket.socket:
+    family, host = address
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # Tolerates an earlier server's connections in TIME_WAIT; a listener still refuses.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def check_port(host: str, port: int) -> None:
+    """OSError naming `host:port` if a server listens there already (or it cannot be bound
+    at all), found before the database is opened: a busy port must leave no new database.
+
+    The probe is released at once; gRPC binds the port itself a moment later.
+    """
+    if port == 0:
+        return
+    try:
+        addresses = bind_addresses(host)
+    except OSError as error:
+        raise OSError(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
+    failures: list[OSError] = []
+    for address in addresses:
+        try:
+            bind_socket(address, port, reuse_port=False).close()
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise OSError(f"cannot listen on {host}:{port} (is the port in use?)") from None
+            failures.append(error)
+    if failures and len(failures) == len(addresses):  # gRPC would bind none of them either
+        reason = failures[0].strerror or str(failures[0])
+        raise OSError(f"cannot listen on {host}:{port} ({reason})")
 
 
 def tune_garbage_collector() -> None:

@@ -24,7 +24,13 @@ from ..storage.migrate import ensure_at_head
 from . import logs, tls
 from .access import check_exposure
 from .config import Config
-from .server import create_server, drain_on_signal, tune_garbage_collector
+from .server import (
+    bind_addresses,
+    bind_socket,
+    create_server,
+    drain_on_signal,
+    tune_garbage_collector,
+)
 
 log = logging.getLogger("metareg.server")
 
@@ -32,8 +38,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # How long past the drain grace a stopping worker may take before it is killed.
 EXIT_MARGIN_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-Address = tuple[socket.AddressFamily, str]
 
 
 class WorkerFailed(RuntimeError):
@@ -76,16 +80,16 @@ def reserve_port(host: str, port: int) -> Iterator[tuple[int, list[socket.socket
     """
     busy = OSError(f"cannot listen on {host}:{port} (is the port in use?)")
     try:
-        addresses = _bind_addresses(host)
+        addresses = bind_addresses(host)
         probes: list[socket.socket] = []
         try:
             for address in addresses:
-                probes.append(_bind(address, port, reuse_port=False))
+                probes.append(bind_socket(address, port, reuse_port=False))
                 port = probes[0].getsockname()[1]
         finally:
             for probe in probes:
                 probe.close()
-        reservations = [_bind(address, port, reuse_port=True) for address in addresses]
+        reservations = [bind_socket(address, port, reuse_port=True) for address in addresses]
     except OSError:
         raise busy from None
     try:
@@ -93,28 +97,6 @@ def reserve_port(host: str, port: int) -> Iterator[tuple[int, list[socket.socket
     finally:
         for reservation in reservations:
             reservation.close()
-
-
-def _bind_addresses(host: str) -> list[Address]:
-    """The (family, address) pairs gRPC binds for `host`, e.g. both loopbacks for localhost."""
-    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    found = socket.getaddrinfo(name or None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    return list(dict.fromkeys((family, str(sockaddr[0])) for family, _, _, _, sockaddr in found))
-
-
-def _bind(address: Address, port: int, *, reuse_port: bool) -> socket.socket:
-    family, host = address
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        # Tolerates an earlier server's connections in TIME_WAIT; a listener still refuses.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def check_database(config: Config) -> str:
