@@ -130,3 +130,12 @@ def upgrade(database_url: str | None) -> None:
             click.echo(f"database at revision {head_revision(database)} (was {before or 'empty'})")
         finally:
             database.dispose()
+
+
+from ._cli_edit import add_key, delete, delete_key, restore_key, update_where  # noqa: E402
+
+metadata.add_command(delete)
+metadata.add_command(update_where)
+schema.add_command(add_key)
+schema.add_command(delete_key)
+schema.add_command(restore_key)
