@@ -173,6 +173,33 @@ def is_local_address(address: str) -> bool:
     return all(_is_local_host(one) for one in target.split(","))  # ipv4:a:1,b:2 lists several
 
 
+def check_address(address: str) -> None:
+    """ValueError naming `address` if one of its ports is not a port number 1..65535 (gRPC
+    would quietly connect somewhere else: 99999 wraps around to 34463)."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return
+    target = address
+    if target.startswith("dns://"):
+        target = target[len("dns://") :].partition("/")[2]
+    elif target.startswith(("dns:", "ipv4:", "ipv6:")):
+        target = target.partition(":")[2]
+    for one in target.split(","):
+        port = _port_of(one)
+        if port is not None and port.isdigit() and not 1 <= int(port) <= 65535:
+            raise ValueError(
+                f"bad server address {address!r}: port {port} is not a port number "
+                "(use host:port with a port 1..65535)"
+            )
+
+
+def _port_of(target: str) -> str | None:
+    """The port part of host:port or [ipv6]:port; None without one (a bare IPv6 address)."""
+    if target.startswith("["):
+        rest = target.partition("]")[2]
+        return rest[1:] if rest.startswith(":") else None
+    return target.rpartition(":")[2] if target.count(":") == 1 else None
+
+
 def _is_local_host(target: str) -> bool:
     if target.startswith("["):
         host = target[1:].partition("]")[0]
@@ -229,6 +256,7 @@ class Transport:
         retry: RetryPolicy = RetryPolicy(),
         interceptors: Sequence[Any] = (),
     ) -> None:
+        check_address(address)
         self.address = address
         self.timeout = timeout
         self.retry = retry
