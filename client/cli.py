@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from ._cli_auth import audit, auth
+from ._cli_export import export
 from ._cli_metadata import metadata
 from ._cli_operator import fail_operator, operator_config, operator_errors
 from ._cli_schema import schema
@@ -139,3 +140,4 @@ metadata.add_command(update_where)
 schema.add_command(add_key)
 schema.add_command(delete_key)
 schema.add_command(restore_key)
+metadata.add_command(export)
