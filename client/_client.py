@@ -15,6 +15,7 @@ from metareg.v1 import metadata_pb2 as mpb
 from metareg.v1 import schema_registry_pb2 as rpb
 
 from ._bundle import Bundle, Progress, UpdateModeName
+from ._dataframe import DataFrameApplied, apply_dataframe
 from ._errors import ConflictError, InvalidArgumentError, NotFoundError, ValueConversionError
 from ._export import ExportFormat, ExportProgress, export_records
 from ._files import load_schema_file
@@ -345,6 +346,26 @@ class Client:
             for data_unit_id, metadata in as_pairs(records):
                 bundle.update(data_unit_id, metadata, mode=mode)
         return bundle.results
+
+    def apply_dataframe(
+        self,
+        schema: str,
+        df: Any,
+        id_column: str = "data_unit_id",
+        *,
+        mode: UpdateModeName | str = "merge",
+        partial: bool = False,
+    ) -> DataFrameApplied:
+        """Apply each row of a pandas DataFrame as one update, in one bundle (see `bundle`).
+
+        The `id_column` column (or the index, if it has that name) holds the data unit
+        ids; every other column is a key. Missing cells (NaN, None, pd.NA, NaT) are
+        left out, so merge mode keeps the stored value; numpy scalars become Python
+        values, Timestamps datetimes, and list or array cells stay vectors. Returns the
+        per-row `results` and the `counts` by outcome; without `partial` a request with
+        an invalid row raises BundleError. ValueError names a missing id column.
+        """
+        return apply_dataframe(self, schema, df, id_column, mode=mode, partial=partial)
 
     def get_metadata(self, name: str, data_unit_ids: Iterable[str]) -> dict[str, dict[str, object]]:
         """{data_unit_id: {key: value}} for the ids that have a record (any number of ids,
