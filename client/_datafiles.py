@@ -159,7 +159,22 @@ _LINE = msgspec.json.Decoder(_Line)
 # (an integer part that long). msgspec does not range-check the numbers it skips, and
 # the server refuses a whole request for one; such lines take the decoded path, which
 # reports them as the line's reject. Text that merely looks like one costs only that.
-_BIG_NUMBER = re.compile(rb"[0-9][eE][+-]?[0-9]{3}|[0-9]{200}")
+# Checked on a copy with every digit folded to "0" (and "E" to "e"), where both are plain
+# searches: a regex over the raw digits cost 35-75 us a record with an embedding, this
+# about 3.5.
+_FOLDED = bytes.maketrans(b"123456789E", b"000000000e")
+_EXPONENT = re.compile(rb"e[+-]?000")
+_LONG_RUN = b"0" * 200
+
+
+def _big_number(metadata: bytes) -> bool:
+    folded = metadata.translate(_FOLDED)
+    found = _EXPONENT.search(folded)
+    while found is not None:
+        if folded[found.start() - 1 : found.start()] == b"0":  # a number's exponent
+            return True
+        found = _EXPONENT.search(folded, found.start() + 1)
+    return _LONG_RUN in folded
 
 
 def _passed_through(line_number: int, line: str) -> SourceRecord | None:
@@ -169,7 +184,7 @@ def _passed_through(line_number: int, line: str) -> SourceRecord | None:
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     metadata = bytes(item.metadata)
-    if metadata[:1] != b"{" or _BIG_NUMBER.search(metadata):
+    if metadata[:1] != b"{" or _big_number(metadata):
         return None
     text = line.rstrip("\r\n")
     return SourceRecord(line_number, item.data_unit_id, {}, metadata_json=metadata, text=text)
