@@ -10,11 +10,16 @@ and UUIDs are sent as their ISO 8601 / canonical string forms.
 
 from __future__ import annotations
 
+import importlib.util
+import struct
+import sys
 import uuid
 from array import array
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from datetime import date, datetime
 from typing import Any
+
+import orjson
 
 from metareg.v1 import metadata_pb2 as mpb
 from metareg.v1 import wire
@@ -191,7 +196,98 @@ def encode_metadata(
 
 
 def _unpack_floats(message: mpb.FloatList) -> list[float]:
-    return list(wire.read_floats(message).tolist())
+    return shortest_floats(wire.read_floats(message))
+
+
+def shortest_floats(vector: array[float]) -> list[float]:
+    """Each float32 as the float of the shortest decimal that rounds back to it: 0.12
+    rather than 0.11999999731779099 (the float32 nearest 0.12, as a double).
+
+    With numpy at hand, orjson writes the float32 values in their shortest form (Ryū)
+    and reads them back, in C. Without it, the shortest has the fewest significant
+    digits, 6 to 9 (9 always round-trip), at which the value rounded still comes back;
+    each round of digits formats and parses the values not yet settled at once. The
+    two agree but at a few exact powers of two (where the pure form takes a digit more)
+    and on subnormals; both always round-trip.
+    """
+    numpy = _numpy(len(vector))
+    if numpy is not None:
+        floats = orjson.loads(orjson.dumps(numpy.frombuffer(vector, numpy.float32), option=_NUMPY))
+        if None not in floats:  # NaN and infinity become null (the server refuses them)
+            return list(floats)
+    floats = vector.tolist()
+    try:
+        result = _rounded(floats, 6)
+    except orjson.JSONDecodeError:  # NaN or infinity
+        return [_shortest_float(x) for x in floats]
+    back = array("f", result)
+    if back == vector:
+        return result
+    pending = [
+        i
+        for i, (returned, original) in enumerate(zip(back, floats, strict=True))
+        if returned != original
+    ]
+    for digits in (7, 8):
+        originals = [floats[i] for i in pending]
+        candidates = _rounded(originals, digits)
+        still: list[int] = []
+        for i, candidate, returned, original in zip(
+            pending, candidates, array("f", candidates), originals, strict=True
+        ):
+            if returned == original:
+                result[i] = candidate
+            else:
+                still.append(i)
+        pending = still
+        if not pending:
+            return result
+    for i, candidate in zip(pending, _rounded([floats[i] for i in pending], 9), strict=True):
+        result[i] = candidate
+    return result
+
+
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+# Importing numpy takes a few tenths of a second: worth it only once this many floats
+# were read the slow way (a few tenths of a second of formatting) in this process.
+_NUMPY_AFTER_FLOATS = 200_000
+_slow_floats = 0
+
+
+def _numpy(count: int) -> Any:
+    """numpy if it is imported already, or installed and enough floats were read without it."""
+    global _slow_floats
+    numpy = sys.modules.get("numpy")
+    if numpy is not None or _slow_floats < 0:
+        return numpy
+    _slow_floats += count
+    if _slow_floats > _NUMPY_AFTER_FLOATS:
+        if importlib.util.find_spec("numpy") is None:
+            _slow_floats = -1  # not installed: never look again
+            return None
+        import numpy
+
+        return numpy
+    return None
+
+
+def _rounded(floats: list[float], digits: int) -> list[float]:
+    """`floats` rounded to `digits` significant digits (in %e form: -0.0 stays a float)."""
+    if not floats:
+        return []
+    template = f"%.{digits - 1}e," * len(floats)
+    return list(orjson.loads(f"[{template[:-1] % tuple(floats)}]"))
+
+
+def _shortest_float(value: float) -> float:
+    """One float32 value (as a double) as in `shortest_floats`; NaN and ±inf as they are."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return value
+    for digits in (6, 7, 8):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.unpack("f", struct.pack("f", candidate))[0] == value:
+            return candidate
+    return float(f"{value:.9g}")
 
 
 def decode_value(value: mpb.Value) -> object:
