@@ -106,7 +106,7 @@ def test_the_base64_is_the_typed_forms_float32_bytes() -> None:
     vector = [0.1 * i for i in range(512)]
     typed = mpb.Value()
     encode_value(vector, typed)
-    assert floats32(sent({"clip": vector})["clip"]) == decode_value(typed)
+    assert floats32(sent({"clip": vector})["clip"]) == array("f", decode_value(typed)).tolist()  # type: ignore[arg-type]
     packed = base64.b64decode(sent({"clip": vector})["clip"])
     assert packed == struct.pack("<512f", *vector)  # little-endian, padded standard base64
 
