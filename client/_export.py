@@ -26,10 +26,15 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal, Protocol
 
+import msgspec
+
+from metareg.v1 import metadata_pb2 as mpb
+
 from ._datafiles import ID_COLUMN
 from ._errors import DataFileError, NotFoundError
 from ._parquet import write_parquet
-from ._query import DEFAULT_QUERY_PAGE_SIZE, QueryResults
+from ._query import QueryResults, record_from_proto
+from ._read_ahead import read_ahead
 from ._results import StoredRecord
 from ._schema import MetadataSchema
 from ._transport import Transport
@@ -55,6 +60,10 @@ class Bar(Protocol):
 ExportProgress = Bar | Callable[[int], object]
 """A tqdm-like bar (`update(n)`) or a callable; each gets the records of every page
 written."""
+
+
+EXPORT_PAGE_SIZE = 1000
+"""Records per query request (the server's most): half the round trips of the default."""
 
 
 def export_format(path: str | os.PathLike[str]) -> ExportFormat | None:
@@ -99,8 +108,15 @@ def _compact(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+_ENCODE = msgspec.json.Encoder().encode
+
+
 def _jsonl_line(record: StoredRecord) -> str:
-    return _compact({"data_unit_id": record.data_unit_id, "metadata": record.metadata}) + "\n"
+    line = {"data_unit_id": record.data_unit_id, "metadata": record.metadata}
+    try:
+        return _ENCODE(line).decode() + "\n"  # the same compact JSON, ~5x faster
+    except UnicodeEncodeError:  # a lone surrogate: json escapes it
+        return _compact(line) + "\n"
 
 
 def _csv_cell(value: object) -> str:
@@ -161,6 +177,10 @@ def _reporting(
             report(len(page))
 
 
+def _decoded(messages: list[mpb.StoredRecord]) -> list[StoredRecord]:
+    return [record_from_proto(message) for message in messages]
+
+
 def _records(pages: Iterable[list[StoredRecord]]) -> Iterator[StoredRecord]:
     for page in pages:
         yield from page
@@ -185,7 +205,7 @@ def export_records(
     filter: str = "",
     format: ExportFormat | str | None = "jsonl",
     progress: ExportProgress | None = None,
-    page_size: int = DEFAULT_QUERY_PAGE_SIZE,
+    page_size: int = EXPORT_PAGE_SIZE,
 ) -> int:
     """Write every record of `schema` that `filter` matches to `path`; return how many.
 
@@ -204,7 +224,8 @@ def export_records(
     key_types = _active_key_types(schema)
     # The first page is read here: a bad filter fails before a file exists.
     results = QueryResults(transport, schema.name, filter, page_size=page_size)
-    pages = _reporting(results.pages(), progress)
+    # The next page is fetched while this one is written.
+    pages = _reporting(map(_decoded, read_ahead(results.messages())), progress)
     final = Path(path)
     partial = partial_path(final)
     try:

@@ -85,12 +85,18 @@ class QueryResults(Iterator[StoredRecord]):
     def pages(self) -> Iterator[list[StoredRecord]]:
         """The records not yet iterated, one list per page (the first list holds the
         rest of the current page)."""
+        for messages in self.messages():
+            yield [record_from_proto(message) for message in messages]
+
+    def messages(self) -> Iterator[list[mpb.StoredRecord]]:
+        """`pages()` as the server's messages, not decoded (an export fetches the next
+        page on one thread while it decodes and writes this one on another)."""
         while True:
             while not self._page and self._more:
                 self._fetch()
             if not self._page:
                 return
-            page = [record_from_proto(message) for message in self._page]
+            page = list(self._page)
             self._page.clear()
             yield page
 

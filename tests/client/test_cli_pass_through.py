@@ -136,7 +136,7 @@ def test_the_cli_applies_what_the_decoded_path_applies(
         assert applied == client.get_metadata("decoded", ids)
     assert applied == {
         "u1": {"camera_id": "a", "score": 0.5},
-        "u8": {"clip": [0.5, 1.0, 0.0020000000949949026], "keyframes": [0, 4]},
+        "u8": {"clip": [0.5, 1.0, 0.002], "keyframes": [0, 4]},
         "u9": {"camera_id": "e1000 and 12e345 in text", "score": 2.0},
         "u10": {"camera_id": "\u00e9\U0001f600", "score": 100.0},
         "u11": {},
