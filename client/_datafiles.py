@@ -289,12 +289,13 @@ def read_sidecars(folder: str | os.PathLike[str]) -> Iterator[SourceRecord]:
     for number, file in enumerate(_sidecar_files(folder), start=1):
         relative = file.relative_to(folder).as_posix()
         data_unit_id = relative.removesuffix(".json")
+        metadata: dict[str, object] = {}
         try:
             text = file.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as bad:
-            error, text, metadata = f"not UTF-8 text ({bad.reason})", "", {}
+            error, text = f"not UTF-8 text ({bad.reason})", ""
         except OSError as bad:
-            error, text, metadata = f"cannot read the file: {bad.strerror or bad}", "", {}
+            error, text = f"cannot read the file: {bad.strerror or bad}", ""
         else:
             error, metadata = _sidecar_metadata(text)
         if error:
