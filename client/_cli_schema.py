@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ._cli_common import EXIT_REJECTED, address_options, connect, reports_errors
-from ._errors import NotFoundError
-from ._files import SCHEMA_FILE_SUFFIXES
+from ._errors import InvalidArgumentError, NotFoundError
+from ._files import SCHEMA_FILE_SUFFIXES, load_schema_file
 from ._results import SchemaUpdate
 from ._schema import MetadataSchema
 
@@ -83,7 +84,26 @@ def history(name: str, address: str, timeout: float) -> None:
             click.echo(f"    {change}")
 
 
-def _print_import(name: str, path: Path, update: SchemaUpdate, force: bool) -> int:
+def _document_rank(keys: list[str]) -> Callable[[str], int]:
+    """The place of a key in the import document; keys it does not name come after."""
+    rank = {key: i for i, key in enumerate(keys)}
+    return lambda key: rank.get(key, len(rank))
+
+
+def _change_key(change: str, keys: list[str]) -> str:
+    """The document key a change line ("set_scalar KEY ...") is about, or "" for none
+    (a key the document drops, or an option). Keys may hold spaces: the longest wins."""
+    _, _, rest = change.partition(" ")
+    named = [k for k in keys if rest == k or rest.startswith(f"{k} ")]
+    return max(named, key=len, default="")
+
+
+def _in_document_order(changes: tuple[str, ...], keys: list[str]) -> list[str]:
+    rank = _document_rank(keys)
+    return sorted(changes, key=lambda change: rank(_change_key(change, keys)))  # stable
+
+
+def _print_import(name: str, path: Path, update: SchemaUpdate, force: bool, keys: list[str]) -> int:
     """Report an import (or dry run); the exit code says whether it was (or would be) refused."""
     if not update.changed:
         click.echo(f"{name} already matches {path} (version {update.version}); nothing to do")
@@ -92,7 +112,7 @@ def _print_import(name: str, path: Path, update: SchemaUpdate, force: bool) -> i
         click.echo(f"dry run: importing {path} would create version {update.version} of {name}:")
     else:
         click.echo(f"{name}: imported {path} as version {update.version}:")
-    for change in update.applied_changes:
+    for change in _in_document_order(update.applied_changes, keys):
         click.echo(f"  {change}")
     impact_lines = update.impact.describe()
     if not impact_lines:
@@ -129,16 +149,33 @@ def import_schema(
     timeout: float,
 ) -> None:
     """Make schema NAME match FILE (.json, .yaml or .yml). Keys missing from FILE are
-    soft-deleted."""
+    soft-deleted.
+
+    Changes (and rejected entries) are listed in the order of FILE's keys, then the
+    deletions of keys FILE drops, then option changes: the same on every run.
+    """
     if file.suffix.lower() not in SCHEMA_FILE_SUFFIXES:
         raise click.UsageError(
             f"{file}: unsupported file type; use one of {', '.join(SCHEMA_FILE_SUFFIXES)}"
         )
+    keys = list(load_schema_file(file))
     with connect(address, timeout) as client:
-        update = client.import_schema_from_file(
-            name, file, allow_unknown_keys=allow_unknown_keys, force=force, dry_run=dry_run
-        )
-    sys.exit(_print_import(name, file, update, force))
+        try:
+            update = client.import_schema_from_file(
+                name, file, allow_unknown_keys=allow_unknown_keys, force=force, dry_run=dry_run
+            )
+        except InvalidArgumentError as error:
+            rank = _document_rank(keys)
+            error.violations.sort(key=lambda v: rank(_violation_key(v.field)))  # stable
+            raise
+    sys.exit(_print_import(name, file, update, force, keys))
+
+
+def _violation_key(field: str) -> str:
+    """The key of a violation's field `document["KEY"]`, or "" for another field."""
+    if field.startswith('document["') and field.endswith('"]'):
+        return field[len('document["') : -len('"]')]
+    return ""
 
 
 @schema.command()

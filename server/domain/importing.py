@@ -99,10 +99,12 @@ def parse_entry(key: str, entry: object) -> DesiredKey:
 def parse_document(
     document: Mapping[str, object],
 ) -> tuple[list[DesiredKey], list[FieldViolation]]:
-    """Every entry that parses, and a violation for each one that does not."""
+    """Every entry that parses, and a violation for each one that does not, in key order:
+    the document arrives as a protobuf Struct, whose map order differs from process to
+    process, and the same document must be rejected in the same words every time."""
     desired: list[DesiredKey] = []
     violations: list[FieldViolation] = []
-    for key, entry in document.items():
+    for key, entry in sorted(document.items()):
         try:
             desired.append(parse_entry(key, entry))
         except _EntryError as error:
@@ -171,7 +173,7 @@ def plan_import(
         changes.extend(key_changes)
         origins.extend([field] * len(key_changes))
     wanted = set(document)
-    for definition in state.active_keys():
+    for definition in sorted(state.active_keys(), key=lambda d: d.key):
         if definition.key not in wanted:
             changes.append(DeleteKey(definition.key))
             origins.append(f'document["{definition.key}"]')
