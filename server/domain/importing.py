@@ -185,8 +185,10 @@ def plan_import(
     except InvalidSchemaChange as error:
         violations.extend(_relabel(error.violations, origins))
     if violations:
-        lines = "; ".join(f"{v.field}: {v.description}" for v in violations)
-        raise InvalidSchemaDocument(f"schema document cannot be imported: {lines}", violations)
+        # Each violation travels in the details (google.rpc.BadRequest), which clients
+        # print one per line: listing them here too showed each one twice.
+        count = f"{len(violations)} invalid entr{'y' if len(violations) == 1 else 'ies'}"
+        raise InvalidSchemaDocument(f"schema document cannot be imported: {count}", violations)
     return evolution
 
 
