@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,3 +62,68 @@ def test_server_layers_import_downward_only() -> None:
         lines = [ln for ln in path.read_text().splitlines() if "metareg.server" in ln]
         # Only the CLI's serve/db commands may import the server, lazily (indented).
         assert all(ln.startswith("    ") for ln in lines), path
+
+
+# Known and left for the owners of the files: _datafiles imports _parquet in the
+# functions that read Parquet, and _parquet imports _datafiles' ID_COLUMN and
+# SourceRecord. Any other cycle fails the test below.
+_ALLOWED_CLIENT_IMPORTS = {("_datafiles", "_parquet")}
+
+
+def _client_imports() -> dict[str, set[str]]:
+    """Each client module and the client modules it imports when it runs (`from ._x
+    import`, `from . import _x`), at module level and inside functions alike; imports
+    under `if TYPE_CHECKING:` are for type checkers only and never run."""
+    import ast
+
+    def imports(node: ast.AST) -> Iterator[ast.ImportFrom]:
+        if isinstance(node, ast.ImportFrom):
+            yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and ast.unparse(child.test) in (
+                "TYPE_CHECKING",
+                "typing.TYPE_CHECKING",
+            ):
+                for other in child.orelse:
+                    yield from imports(other)
+                continue
+            yield from imports(child)
+
+    modules = {path.stem: path for path in (ROOT / "client").glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        imported: set[str] = set()
+        for node in imports(ast.parse(path.read_text(), str(path))):
+            if node.level != 1:
+                continue
+            if node.module:
+                imported.add(node.module.split(".")[0])
+            else:
+                imported.update(alias.name for alias in node.names)
+        graph[name] = {
+            other
+            for other in imported & modules.keys()
+            if other != name and (name, other) not in _ALLOWED_CLIENT_IMPORTS
+        }
+    return graph
+
+
+def test_client_modules_import_one_another_without_a_cycle() -> None:
+    graph = _client_imports()
+    # The seams: results and errors need no bundle, errors no transport.
+    assert not graph["_results"] & {"_bundle", "_bundle_results", "_errors", "_transport"}
+    assert not graph["_errors"] & {"_bundle", "_bundle_results", "_transport", "_values"}
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            cycle = [*path[path.index(name) :], name]
+            raise AssertionError("client import cycle: " + " -> ".join(cycle))
+        if name in done:
+            return
+        for other in sorted(graph[name]):
+            visit(other, [*path, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
