@@ -25,7 +25,7 @@ from ._cli_common import (
 )
 from ._cli_query import count, query
 from ._client import Client
-from ._datafiles import DataFormat, SourceRecord, count_records, data_format, read_records
+from ._datafiles import DataFormat, count_records, data_format, read_records
 from ._errors import NotFoundError
 from ._ingest import (
     RejectsFile,
@@ -36,6 +36,7 @@ from ._ingest import (
     validate_records,
 )
 from ._progress import DEFAULT_INTERVAL, Progress
+from ._source import SourceRecord
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 

@@ -27,13 +27,13 @@ import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import msgspec
 
 from ._errors import DataFileError, ValueConversionError
+from ._source import ID_COLUMN, SourceRecord
 from ._values import flatten
 
 DataFormat = Literal["jsonl", "csv", "parquet", "sidecars"]
@@ -43,41 +43,7 @@ _SUFFIXES: dict[str, DataFormat] = {
     ".csv": "csv",
     ".parquet": "parquet",
 }
-ID_COLUMN = "data_unit_id"
 MAX_CSV_FIELD = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
-    """One record of a file, or why its line could not be read (`error`)."""
-
-    line: int
-    data_unit_id: str
-    metadata: dict[str, object]
-    error: str = ""
-    metadata_json: bytes = b""
-    """The metadata as the line's JSON object, when passed through (`metadata` is empty)."""
-    text: str = ""
-    """The line as the file has it (kept for the rejects file), without its line break."""
-    origin: str = ""
-    """The file the record came from, when that is not the input file (a sidecar)."""
-
-    @property
-    def place(self) -> str:
-        """Where the record is, for messages: `line 7`, or a sidecar's relative path."""
-        return self.origin or f"line {self.line}"
-
-    @property
-    def size(self) -> int:
-        """About how many bytes of JSON the record is (to refuse one no request can hold)."""
-        return max(len(self.metadata_json), len(self.text))
-
-    def decoded_metadata(self) -> dict[str, object]:
-        """The metadata as Python values, also when it was passed through as JSON."""
-        if self.metadata_json:
-            decoded: dict[str, object] = json.loads(self.metadata_json)
-            return decoded
-        return self.metadata
 
 
 def data_format(path: str | os.PathLike[str]) -> DataFormat | None:

@@ -30,13 +30,13 @@ import msgspec
 
 from metareg.v1 import metadata_pb2 as mpb
 
-from ._datafiles import ID_COLUMN
 from ._errors import DataFileError, NotFoundError
 from ._parquet import write_parquet
 from ._query import QueryResults, record_from_proto
 from ._read_ahead import read_ahead
 from ._results import StoredRecord
 from ._schema import MetadataSchema
+from ._source import ID_COLUMN
 from ._transport import Transport
 
 if TYPE_CHECKING:

@@ -27,11 +27,11 @@ from typing import IO, Protocol
 from ._bundle import Bundle
 from ._bundle_results import ChunkResult
 from ._client import Client
-from ._datafiles import SourceRecord
 from ._errors import BundleError, DeadlineExceededError, UnavailableError, ValueConversionError
 from ._progress import Progress
 from ._read_ahead import paged, read_ahead
 from ._results import Outcome, Violation
+from ._source import SourceRecord
 from ._transport import MAX_REQUEST_BYTES
 
 PAGE = 1000

@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-from ._datafiles import ID_COLUMN, SourceRecord
 from ._errors import DataFileError
 from ._query import DEFAULT_QUERY_PAGE_SIZE
+from ._source import ID_COLUMN, SourceRecord
 from ._values import as_pairs
 
 DEFAULT_ROW_GROUP_SIZE = DEFAULT_QUERY_PAGE_SIZE

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from metareg.client import Client
-from metareg.client._datafiles import SourceRecord, read_jsonl
+from metareg.client._datafiles import read_jsonl
 from metareg.client._ingest import RejectsFile, apply_records, run_key
 from metareg.client._progress import Progress
+from metareg.client._source import SourceRecord
 
 from ..conftest import RunningServer
 from .conftest import CallRecorder, sent_updates
