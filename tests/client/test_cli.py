@@ -175,9 +175,9 @@ def test_an_atomic_csv_apply_writes_nothing_and_lists_every_reject(
     assert done.stdout.startswith(
         "applied 0, unchanged 0, rejected 2, not applied 1498, not sent 0, unknown 0"
     )
-    assert done.stderr.startswith(
-        "error: 2 of 1500 records are invalid, so nothing was applied"
-    ), done.stderr
+    assert done.stderr.startswith("error: 2 of 1500 records are invalid, so nothing was applied"), (
+        done.stderr
+    )
     found = [json.loads(line) for line in rejects.open()]
     assert [(r["line"], r["data_unit_id"]) for r in found] == [(302, "u300"), (1202, "u1200")]
     assert found[1]["source"] == "u1200,cam1200,lots,maybe,"
