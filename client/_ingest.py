@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Protocol
+from typing import IO
 
 from ._bundle import Bundle
 from ._bundle_results import ChunkResult
@@ -42,10 +42,6 @@ MAX_RECORD_JSON = MAX_REQUEST_BYTES
 
 Records = Callable[[], Iterator[SourceRecord]]
 """Opens the source again from its start (an atomic apply reads it twice)."""
-
-
-class Bar(Protocol):
-    def update(self, n: int = 1) -> object: ...
 
 
 class RejectsFile:
