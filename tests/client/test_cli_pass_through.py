@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from metareg.client import Client
-from metareg.client._datafiles import read_jsonl
+from metareg.client._datafiles import _big_number, read_jsonl
 from metareg.client._ingest import RejectsFile, apply_records, run_key
 from metareg.client._progress import Progress
 from metareg.client._source import SourceRecord
@@ -176,3 +178,49 @@ def test_validate_passes_lines_through_too(
     assert (invalid["outcome"], invalid["metadata"]) == ("invalid", {"score": "high"})
     # Numbered as before: by the record's place among the page's readable lines.
     assert invalid["violations"][0]["field"] == 'records[8].metadata["score"]'
+
+
+_DIGITS = st.text("0123456789", min_size=1, max_size=6)
+_NUMBERS = st.builds(
+    lambda sign, whole, fraction, e, e_sign, exponent: (
+        f"{sign}{whole}{'.' + fraction if fraction else ''}"
+        f"{e + e_sign + exponent if exponent else ''}"
+    ),
+    st.sampled_from(["", "-"]),
+    st.one_of(st.just("0"), st.from_regex(r"[1-9][0-9]{0,4}", fullmatch=True)),
+    st.one_of(st.just(""), _DIGITS),
+    st.sampled_from(["e", "E"]),
+    st.sampled_from(["", "+", "-"]),
+    st.one_of(st.just(""), _DIGITS),
+)
+_STRINGS = st.text("0123456789abcdefeE-+. ", max_size=20)
+_VALUES = st.recursive(
+    st.one_of(_NUMBERS, _STRINGS.map(json.dumps)),
+    lambda inner: st.lists(inner, max_size=4).map(lambda items: "[" + ", ".join(items) + "]"),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.sampled_from("abc"), _VALUES, max_size=3), st.sampled_from(["", " "]))
+def test_every_number_a_double_may_not_hold_is_found(items: dict[str, str], space: str) -> None:
+    """No false negatives: a line whose metadata writes a number with an exponent of three
+    digits or more is always sent down the decoded path (which reports it), whatever
+    strings (UUID-like hex, text with "e") stand around it."""
+    text = "{" + ",".join(f'"{key}":{space}{value}' for key, value in items.items()) + "}"
+    literals: list[str] = []
+    json.loads(text, parse_float=literals.append, parse_int=literals.append)
+    big = any(
+        len(literal.lower().partition("e")[2].lstrip("+-")) >= 3 or len(literal) > 200
+        for literal in literals
+    )
+    if big:
+        assert _big_number(text.encode())
+    if not big and not any(ch in text for ch in "eE"):
+        assert not _big_number(text.encode())
+
+
+def test_uuid_hex_is_not_taken_for_a_number() -> None:
+    metadata = b'{"session_id":"9e568d9f-3ab8-4e40-8f6e-1234a7c9e1b4","score":1.5e30}'
+    assert not _big_number(metadata)
+    assert _big_number(b'{"session_id":"9e568d9f","score":-1.5e300}')
+    assert _big_number(b'{"clip":[0.5,\n2E+308]}')
