@@ -41,7 +41,7 @@ from ._transport import (
     security_from_env,
     warn_if_token_in_clear,
 )
-from ._validation import Validation
+from ._validation import Answered, Validation
 from ._values import as_pairs, decode_metadata
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -289,15 +289,22 @@ class Client:
         return validation.report()
 
     def _validation(
-        self, name: str, *, version: int = 0, coerce_strings: bool, flatten_nested: bool
+        self,
+        name: str,
+        *,
+        version: int = 0,
+        coerce_strings: bool,
+        flatten_nested: bool,
+        on_answer: Answered | None = None,
     ) -> Validation:
-        """What `validate` uses; the CLI adds file lines to it page by page."""
+        """What `validate` uses; the CLI adds file lines to it and takes each answer."""
         return Validation(
             self._transport,
             name,
             version=version,
             coerce_strings=coerce_strings,
             flatten_nested=flatten_nested,
+            on_answer=on_answer,
         )
 
     def bundle(

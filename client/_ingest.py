@@ -29,8 +29,7 @@ from ._bundle_results import ChunkResult
 from ._client import Client
 from ._errors import BundleError, DeadlineExceededError, UnavailableError, ValueConversionError
 from ._progress import Progress
-from ._read_ahead import paged, read_ahead
-from ._results import Outcome, Violation
+from ._results import Outcome, RecordReport, Violation
 from ._source import SourceRecord
 from ._transport import MAX_REQUEST_BYTES
 
@@ -353,44 +352,41 @@ def validate_records(
     outcome: str = "invalid",
 ) -> Summary:
     summary = Summary()
-    page: list[SourceRecord] = []
-    # One validation for the whole file: every page is checked against the same version.
+    window: dict[int, SourceRecord] = {}  # input index -> record, until its answer
+
+    def answered(positions: Sequence[int], invalid: Sequence[RecordReport]) -> None:
+        for report in invalid:
+            rejects.add(window[report.index], outcome, report.violations)
+        for index in positions:
+            del window[index]
+        summary.counts["invalid"] += len(invalid)
+        summary.counts["valid"] += len(positions) - len(invalid)
+        bar.rejected(len(invalid))
+        bar.update(len(positions))
+
+    # One validation for the whole file: every request is checked against the same
+    # version. It sends a request while the next is built, and the file is read a page
+    # ahead on another thread; waiting for the server releases the GIL for both.
     validation = client._validation(
-        schema, coerce_strings=coerce_strings, flatten_nested=flatten_nested
+        schema, coerce_strings=coerce_strings, flatten_nested=flatten_nested, on_answer=answered
     )
-
-    def check_page() -> None:
-        for record in page:
-            if record.metadata_json and not flatten_nested:
-                validation.add_json(record.data_unit_id, record.metadata_json)
-            else:
-                validation.add(record.data_unit_id, record.decoded_metadata())
-        report = validation.page_report()
-        summary.counts["valid"] += report.valid_count
-        summary.counts["invalid"] += report.invalid_count
-        for invalid in report.invalid_records:
-            rejects.add(page[invalid.index], outcome, invalid.violations)
-        bar.rejected(report.invalid_count)
-        bar.update(len(page))
-        page.clear()
-
-    # The file is read a page ahead on another thread, which parses while this one
-    # waits for the server's answer (the wait releases the GIL).
-    for records_page in read_ahead(paged(records, PAGE)):
-        for record in records_page:
-            summary.read += 1
-            violation = _too_large(record)
-            if record.error or violation is not None:
-                summary.counts["invalid"] += 1
-                rejects.add(record, outcome, [violation] if violation is not None else [])
-                bar.rejected(1)
-                bar.update(1)
-                continue
-            page.append(record)
-        if len(page) >= PAGE:
-            check_page()
-    if page:
-        check_page()
+    index = 0
+    for record in records:
+        summary.read += 1
+        violation = _too_large(record)
+        if record.error or violation is not None:
+            summary.counts["invalid"] += 1
+            rejects.add(record, outcome, [violation] if violation is not None else [])
+            bar.rejected(1)
+            bar.update(1)
+            continue
+        window[index] = record
+        index += 1
+        if record.metadata_json and not flatten_nested:
+            validation.add_json(record.data_unit_id, record.metadata_json)
+        else:
+            validation.add(record.data_unit_id, record.decoded_metadata())
+    validation.report()
     return summary
 
 

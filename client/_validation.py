@@ -5,12 +5,18 @@ page is sent, unless a version is given). A record whose Python values cannot be
 at all (a nested object, a list of strings…) is reported as a violation with rule
 "value" instead of failing the whole call. Records travel in the JSON record form
 (`records_json`), encoded once as they are added.
+
+One request is in flight while the next is built: the wait for the server releases the
+GIL, so the caller's thread encodes (or reads a file) meanwhile. The first request is
+answered before another is sent, since its answer pins the schema version.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from metareg.v1 import metadata_pb2 as mpb
 
@@ -20,6 +26,11 @@ from ._results import RecordReport, ValidationReport, Violation
 from ._transport import MAX_REQUEST_BYTES, READ_RETRY_CODES, Transport
 
 MAX_RECORDS_PER_REQUEST = 1000
+_YIELD_EVERY = 64  # records queued between two chances for the request thread to run
+
+Answered = Callable[[Sequence[int], Sequence[RecordReport]], None]
+"""Told, on the caller's thread, the input indexes whose check is over and the reports
+of the invalid ones among them."""
 
 
 def _conversion_report(index: int, data_unit_id: str, error: ValueConversionError) -> RecordReport:
@@ -31,7 +42,12 @@ def _conversion_report(index: int, data_unit_id: str, error: ValueConversionErro
 
 
 class Validation:
-    """Accumulates records into requests and merges the responses into one report."""
+    """Accumulates records into requests and merges the responses into one report.
+
+    With `on_answer`, each answer is handed over as it arrives instead of being kept
+    for `report()` (which then holds only the counts): the CLI checks files of any
+    length that way.
+    """
 
     def __init__(
         self,
@@ -41,12 +57,14 @@ class Validation:
         version: int = 0,
         coerce_strings: bool = False,
         flatten_nested: bool = False,
+        on_answer: Answered | None = None,
     ) -> None:
         self._transport = transport
         self._schema = schema
         self._version = version
         self._coerce = coerce_strings
         self._flatten = flatten_nested
+        self._on_answer = on_answer
         self._embeddings = SchemaEmbeddings(transport, schema, version)
         self._invalid: list[RecordReport] = []
         self._valid = 0
@@ -54,6 +72,8 @@ class Validation:
         self._elements: list[bytes] = []  # the queued records' JSON objects
         self._positions: list[int] = []  # input index of each record of the request
         self._bytes = 0
+        self._in_flight: tuple[list[int], Future[mpb.ValidateMetadataResponse]] | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     def add(self, data_unit_id: str, metadata: Mapping[str, object]) -> None:
         index, quoted = self._next(data_unit_id)
@@ -62,7 +82,7 @@ class Validation:
         try:
             values = metadata_json(metadata, self._embeddings, flatten_nested=self._flatten)
         except ValueConversionError as error:
-            self._invalid.append(_conversion_report(index, data_unit_id, error))
+            self._refuse(_conversion_report(index, data_unit_id, error))
             return
         self._queue(index, record_json(quoted, values))
 
@@ -81,13 +101,24 @@ class Validation:
         try:
             return index, quoted_id(data_unit_id)
         except ValueConversionError as error:
-            self._invalid.append(_conversion_report(index, repr(data_unit_id), error))
+            self._refuse(_conversion_report(index, repr(data_unit_id), error))
             return index, None
+
+    def _refuse(self, report: RecordReport) -> None:
+        """A record that cannot be sent: invalid without asking the server."""
+        if self._on_answer is not None:
+            self._on_answer((report.index,), (report,))
+        else:
+            self._invalid.append(report)
 
     def _queue(self, index: int, element: bytes) -> None:
         self._elements.append(element)
         self._positions.append(index)
         self._bytes += len(element) + 1
+        if not len(self._positions) % _YIELD_EVERY and self._in_flight is not None:
+            # Let the request's thread take its answer: queueing holds the GIL, and the
+            # thread would otherwise wait up to the switch interval (5 ms) for it.
+            time.sleep(0)
         if len(self._positions) >= MAX_RECORDS_PER_REQUEST or self._bytes > MAX_REQUEST_BYTES:
             self._send()
 
@@ -102,30 +133,54 @@ class Validation:
             coerce_strings=self._coerce,
             records_json=json_array(elements),
         )
-        response = self._transport.call(
+        self._collect()  # one request in flight at a time
+        if not self._version:  # the first answer pins the version the others check
+            self._merge(positions, self._call(request))
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metareg-check")
+        self._in_flight = (positions, self._executor.submit(self._call, request))
+
+    def _call(self, request: mpb.ValidateMetadataRequest) -> mpb.ValidateMetadataResponse:
+        return self._transport.call(
             self._transport.metadata_service.ValidateMetadata, request, retry_on=READ_RETRY_CODES
         )
-        # Later requests check the same version.
+
+    def _collect(self) -> None:
+        """Wait for the request in flight, if any, and take its answer (or its error)."""
+        if self._in_flight is None:
+            return
+        positions, answer = self._in_flight
+        self._in_flight = None
+        self._merge(positions, answer.result())
+
+    def _merge(self, positions: list[int], response: mpb.ValidateMetadataResponse) -> None:
         self._version = response.schema_version
         self._valid += response.valid_count
+        invalid = []
         for record in response.invalid_records:
             offset = positions[record.index] - record.index
-            self._invalid.append(
+            invalid.append(
                 RecordReport(
                     record.index + offset,
                     record.data_unit_id,
                     tuple(Violation.from_proto(v, offset) for v in record.violations),
                 )
             )
+        if self._on_answer is not None:
+            self._on_answer(positions, invalid)
+        else:
+            self._invalid += invalid
 
     def report(self) -> ValidationReport:
-        self._send()
+        """Send what is queued and wait for every answer: the report of all records (with
+        `on_answer`, only the version and the valid count)."""
+        try:
+            self._send()
+            self._collect()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=self._in_flight is None, cancel_futures=True)
+                self._executor = None
         invalid = sorted(self._invalid, key=lambda r: r.index)
         return ValidationReport(self._version, invalid, self._valid)
-
-    def page_report(self) -> ValidationReport:
-        """The report of the records added since the last call, their indexes counted
-        from there; later records are checked against the same schema version."""
-        report = self.report()
-        self._invalid, self._valid, self._count = [], 0, 0
-        return report
