@@ -11,13 +11,17 @@ all-or-nothing one: a validation pass over the whole file, then the apply pass. 
 ceilings are measured in the same run, in process, as bench.metadata measures them: the
 server's JSON fast path (decode and validate request bytes, no gRPC) and the raw
 sqlite3.executemany of the rows the server writes, both on the first CEILING_RECORDS
-records.
+records. Two more show where the file's own form and the export stand: the fast path on
+the file's lines as the CLI sends them (embeddings as JSON numbers, not base64), and a
+raw sqlite3 read of every stored record, paged as an export pages, nothing decoded.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -28,6 +32,8 @@ from pathlib import Path
 
 import msgspec
 
+from metareg.client._datafiles import read_jsonl
+from metareg.client._json_form import json_array, quoted_id, record_json
 from metareg.server.domain.fast_decoder import FastDecoder
 
 from . import workload
@@ -106,10 +112,58 @@ def fast_path_ceiling(count: int, seed: int, repeats: int) -> float:
     return count / median(seconds)
 
 
+def file_form_ceiling(data: Path, count: int, repeats: int) -> float:
+    """Records/s of the same fast path on the first `count` lines of the file as the CLI
+    sends them: each line's metadata passed through, embeddings as JSON numbers."""
+    elements: list[bytes] = []
+    for record in read_jsonl(data, pass_through=True):
+        if len(elements) == count:
+            break
+        elements.append(record_json(quoted_id(record.data_unit_id), record.metadata_json))
+    raws = [json_array(elements[i : i + 1000]) for i in range(0, len(elements), 1000)]
+    fast = FastDecoder(metareg_validator().state)
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        if any(fast.decode(raw) is None for raw in raws):
+            raise RuntimeError("the fast path declined the file's valid records")
+        seconds.append(time.perf_counter() - started)
+    return len(elements) / median(seconds)
+
+
 def raw_write_ceiling(count: int, seed: int, workdir: Path, repeats: int) -> float:
     records = workload.generate(count, seed=seed)
     timing = measure_raw_ceiling(prepare_bundles(records, 1000), workdir, repeats)
     return count / median(list(timing.seconds))
+
+
+def raw_read_ceiling(database: Path, repeats: int) -> float:
+    """Records/s of plain sqlite3 reading back every stored record the way an export
+    pages through them (1000 in data_unit_id order after the last, then their
+    embeddings), rows fetched but nothing decoded: what the database itself gives."""
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    page_query = (
+        "SELECT data_unit_id, data, revision, updated_at FROM metadata_records "
+        "WHERE schema_id = ? AND data_unit_id > ? ORDER BY data_unit_id LIMIT 1000"
+    )
+    vectors_query = (
+        "SELECT data_unit_id, key, vector FROM metadata_embeddings "
+        "WHERE schema_id = ? AND data_unit_id IN (SELECT value FROM json_each(?))"
+    )
+    seconds, count = [], 0
+    try:
+        (schema_id,) = connection.execute("SELECT max(schema_id) FROM metadata_records").fetchone()
+        for _ in range(repeats):
+            started, count, after = time.perf_counter(), 0, ""
+            while rows := connection.execute(page_query, (schema_id, after)).fetchall():
+                ids = [row[0] for row in rows]
+                connection.execute(vectors_query, (schema_id, json.dumps(ids))).fetchall()
+                count += len(rows)
+                after = ids[-1]
+            seconds.append(time.perf_counter() - started)
+    finally:
+        connection.close()
+    return count / median(seconds)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -148,12 +202,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                 say(f"metareg {' '.join(command[:2])}")
                 runs.append(run_command(name, args.records, [*command, *address], workdir))
                 say(f"  {runs[-1].rate:,.0f} records/s, {runs[-1].peak_rss_mib:,.0f} MiB")
+            say("raw read ceiling")
+            raw_read = raw_read_ceiling(workdir / "files.db", args.repeats)
         exported = sum(1 for _ in (workdir / "out.jsonl").open("rb"))
         if exported != args.records:
             raise RuntimeError(f"the export holds {exported} records, not {args.records}")
         ceiling_count = min(CEILING_RECORDS, args.records)
         say(f"ceilings on {ceiling_count:,} records")
         fast = fast_path_ceiling(ceiling_count, args.seed, args.repeats)
+        file_form = file_form_ceiling(data, ceiling_count, args.repeats)
         raw = raw_write_ceiling(ceiling_count, args.seed, workdir, args.repeats)
 
     by_name = {run.name: run for run in runs}
@@ -169,10 +226,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     ]  # fmt: skip
     rows += [
         Row("C.fast", "ceiling: JSON fast path in process", fast, "rec/s"),
+        Row(
+            "C.fast.file",
+            "ceiling: the same on the file's form (JSON number embeddings)",
+            file_form,
+            "rec/s",
+        ),
         Row("C.raw", "ceiling: raw sqlite3.executemany", raw, "rec/s"),
+        Row("C.read", "ceiling: raw sqlite3 read of the stored records", raw_read, "rec/s"),
         Row("R.validate", "validate / fast-path ceiling", by_name["validate"].rate / fast, "x"),
         Row("R.apply", "apply / raw write ceiling", by_name["apply"].rate / raw, "x"),
         Row("R.export", "export / raw write ceiling", by_name["export"].rate / raw, "x"),
+        Row("R.export.read", "export / raw read ceiling", by_name["export"].rate / raw_read, "x"),
     ]
     print(render_table(rows))
     for run in runs:
