@@ -129,6 +129,18 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         count, version = self.queries.count(request.schema, request.filter)
         return pb.CountMetadataResponse(count=count, schema_version=version)
 
+    def ListValues(
+        self, request: pb.ListValuesRequest, context: grpc.ServicerContext
+    ) -> pb.ListValuesResponse:
+        facets = self.queries.list_values(
+            request.schema, request.key, request.prefix, request.filter, request.limit
+        )
+        response = pb.ListValuesResponse(more=facets.more, schema_version=facets.schema_version)
+        for value, count in facets.values:
+            entry = response.values.add(count=count)
+            convert.value_to_proto(value, entry.value)
+        return response
+
     def UpdateByFilter(
         self, request: pb.UpdateByFilterRequest, context: grpc.ServicerContext
     ) -> pb.UpdateByFilterResponse:

@@ -55,6 +55,7 @@ REQUIRED_ROLE: dict[str, Role] = {
     "GetMetadata": Role.READER,
     "QueryMetadata": Role.READER,
     "CountMetadata": Role.READER,
+    "ListValues": Role.READER,
     "ApplyBundle": Role.WRITER,
     "DeleteMetadata": Role.WRITER,
     "UpdateByFilter": Role.WRITER,

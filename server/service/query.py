@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +29,8 @@ from sqlalchemy.orm import Session
 from ..domain.access import ANONYMOUS, Caller
 from ..domain.bundle import MetadataUpdate, Outcome, StoredRecord, check_update
 from ..domain.bundle import plan_bundle as plan_updates
-from ..domain.errors import InvalidArgument, InvalidPageToken, TooManyMatches
-from ..domain.names import data_unit_id_problem, is_utf8
+from ..domain.errors import FieldViolation, InvalidArgument, InvalidPageToken, TooManyMatches
+from ..domain.names import data_unit_id_problem, is_utf8, shorten
 from ..domain.query.checker import (
     Among,
     Checked,
@@ -55,6 +56,7 @@ from ..domain.query.index import (
     table_for,
 )
 from ..domain.reports import filter_update_rejection, patch_rejection
+from ..domain.schema import VARCHAR_MAX_LENGTH, KeyDefinition, KeyState, KeyType, SchemaState
 from ..domain.validator import MAX_RECORD_BYTES, CompiledValidator
 from ..storage import audit, index, records
 from .common import (
@@ -89,6 +91,96 @@ class FilterUpdate:
     matched: int
     updated: int
     schema_version: int
+
+
+@dataclass(frozen=True)
+class ValueFacets:
+    """The most frequent values of one key, with their record counts."""
+
+    values: list[tuple[object, int]]
+    more: bool
+    schema_version: int
+
+
+DEFAULT_FACETS = 20
+MAX_FACETS = 1000
+FACET_TYPES = frozenset(
+    {KeyType.VARCHAR, KeyType.ENUM, KeyType.UUID, KeyType.BOOLEAN, KeyType.NUMBER}
+)
+_PREFIX_TYPES = frozenset({KeyType.VARCHAR, KeyType.ENUM, KeyType.UUID})
+
+
+def _facet_key(state: SchemaState, key: str, prefix: str) -> KeyDefinition:
+    """The visible key whose values are listed; InvalidArgument naming it otherwise."""
+    definition = state.get(key)
+    if definition is None or definition.state is KeyState.HARD_DELETED:
+        raise _bad_facet("key", f"schema has no key {shorten(key)}")
+    if definition.state is KeyState.SOFT_DELETED:
+        raise _bad_facet("key", f'key "{key}" is soft-deleted; restore it to list its values')
+    if definition.type not in FACET_TYPES:
+        raise _bad_facet(
+            "key",
+            f'key "{key}" is of type {definition.type}; values are listed for varchar, '
+            "enum, uuid, boolean and number keys",
+        )
+    if prefix and definition.type not in _PREFIX_TYPES:
+        raise _bad_facet(
+            "prefix",
+            f'key "{key}" is of type {definition.type}: a prefix applies to varchar, enum '
+            f"and uuid keys only, got prefix {shorten(prefix)}",
+        )
+    if not is_utf8(prefix) or "\x00" in prefix:
+        raise _bad_facet("prefix", "prefix must be UTF-8 text without NUL characters")
+    return definition
+
+
+def _bad_facet(field: str, description: str) -> InvalidArgument:
+    return InvalidArgument(description, [FieldViolation(field, description)])
+
+
+def _whole_in_index(definition: KeyDefinition) -> bool:
+    """Whether every value of the key fits its index entry uncut (see INDEX_PREFIX)."""
+    match definition.type:
+        case KeyType.VARCHAR:
+            return (definition.max_length or VARCHAR_MAX_LENGTH) <= INDEX_PREFIX
+        case KeyType.ENUM:
+            return all(len(option) <= INDEX_PREFIX for option in definition.enum_options)
+        case _:
+            return True  # numbers, booleans and uuids
+
+
+def _indexed_counts(session: Session, schema_id: int, definition: KeyDefinition, prefix: str,
+                    limit: int) -> list[tuple[object, int]] | None:  # fmt: skip
+    """Counts read from the key's index alone, or None when an entry of the prefix's
+    range may be a value cut to the index prefix (then the records are counted)."""
+    kind = table_for(definition)
+    low, high = (prefix, prefix_end(prefix)) if prefix else (None, None)
+    if not _whole_in_index(definition) and (
+        # Entries cut to the prefix cannot say which values start with a longer text.
+        len(prefix) > INDEX_PREFIX
+        or index.has_long_entries(
+            session, schema_id, definition.key, low=low, high=high, length=INDEX_PREFIX
+        )
+    ):
+        return None
+    counted = index.value_counts(session, schema_id, kind, definition.key, low=low, high=high,
+                                 limit=limit)  # fmt: skip
+    if definition.type is KeyType.BOOLEAN:
+        return [(value == 1.0, n) for value, n in counted]
+    return list(counted)
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least string above every string that starts with `prefix`, in code point
+    order (None when there is none): the exclusive end of the prefix's range."""
+    while prefix:
+        last = ord(prefix[-1]) + 1
+        if last == 0xD800:  # surrogates are never stored: skip over them
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return prefix[:-1] + chr(last)
+        prefix = prefix[:-1]
+    return None
 
 
 class _Order:
@@ -302,6 +394,28 @@ class QueryService:
                 return total, validator.version
             total = sum(1 for _ in query.matching(COUNT_CANDIDATE_LIMIT))
             return total, validator.version
+
+    # --- ListValues ------------------------------------------------------------------
+
+    def list_values(self, schema: str, key: str, prefix: str, filter_text: str,
+                    requested: int) -> ValueFacets:  # fmt: skip
+        if requested < 0:
+            raise InvalidArgument(f"limit must be 0..{MAX_FACETS}, got {requested}")
+        limit = min(requested or DEFAULT_FACETS, MAX_FACETS)
+        with self.db.session() as session:
+            query, validator = self._open(session, schema, filter_text)
+            definition = _facet_key(validator.state, key, prefix)
+            if query.checked is None and key in validator.indexed:
+                counted = _indexed_counts(session, query.schema_id, definition, prefix, limit + 1)
+                if counted is not None:
+                    return ValueFacets(counted[:limit], len(counted) > limit, validator.version)
+            counter: Counter[object] = Counter()
+            for _, values in query.matching(COUNT_CANDIDATE_LIMIT):
+                value = values.get(key)
+                if value is not None and (not prefix or str(value).startswith(prefix)):
+                    counter[value] += 1
+            ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))
+            return ValueFacets(ranked[:limit], len(ranked) > limit, validator.version)
 
     # --- UpdateByFilter ----------------------------------------------------------------
 

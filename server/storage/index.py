@@ -163,3 +163,48 @@ def walk(
         query = query.order_by(table.c.value, table.c.data_unit_id)
     rows = session.connection().execute(query.limit(limit)).all()
     return [(value, duid) for value, duid in rows]
+
+
+def value_counts(
+    session: Session,
+    schema_id: int,
+    kind: IndexTable,
+    key: str,
+    *,
+    low: str | None,
+    high: str | None,
+    limit: int,
+) -> list[tuple[IndexValue, int]]:
+    """The most frequent entries of one key (between `low` inclusive and `high`
+    exclusive, when given), with their counts: a scan of the key's index range."""
+    table = TABLES[kind]
+    count = func.count().label("n")
+    conditions = [table.c.schema_id == schema_id, table.c.key == key]
+    if low is not None:
+        conditions.append(table.c.value >= low)
+    if high is not None:
+        conditions.append(table.c.value < high)
+    query = (
+        select(table.c.value, count)
+        .where(*conditions)
+        .group_by(table.c.value)
+        .order_by(count.desc(), table.c.value)
+        .limit(limit)
+    )
+    return [(value, int(n)) for value, n in session.connection().execute(query)]
+
+
+def has_long_entries(
+    session: Session, schema_id: int, key: str, *, low: str | None, high: str | None, length: int
+) -> bool:
+    """Whether a string entry of the key (in the range, when given) is `length` or more
+    characters long: one that may have been cut to the index prefix."""
+    table = TABLES[IndexTable.STRING]
+    conditions = [table.c.schema_id == schema_id, table.c.key == key]
+    if low is not None:
+        conditions.append(table.c.value >= low)
+    if high is not None:
+        conditions.append(table.c.value < high)
+    conditions.append(func.length(table.c.value) >= length)
+    found = session.connection().execute(select(table.c.key).where(*conditions).limit(1))
+    return found.first() is not None

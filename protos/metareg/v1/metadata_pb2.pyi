@@ -300,6 +300,38 @@ class CountMetadataResponse(_message.Message):
     schema_version: int
     def __init__(self, count: _Optional[int] = ..., schema_version: _Optional[int] = ...) -> None: ...
 
+class ListValuesRequest(_message.Message):
+    __slots__ = ("schema", "key", "prefix", "filter", "limit")
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    schema: str
+    key: str
+    prefix: str
+    filter: str
+    limit: int
+    def __init__(self, schema: _Optional[str] = ..., key: _Optional[str] = ..., prefix: _Optional[str] = ..., filter: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ValueCount(_message.Message):
+    __slots__ = ("value", "count")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    value: Value
+    count: int
+    def __init__(self, value: _Optional[_Union[Value, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class ListValuesResponse(_message.Message):
+    __slots__ = ("values", "more", "schema_version")
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedCompositeFieldContainer[ValueCount]
+    more: bool
+    schema_version: int
+    def __init__(self, values: _Optional[_Iterable[_Union[ValueCount, _Mapping]]] = ..., more: _Optional[bool] = ..., schema_version: _Optional[int] = ...) -> None: ...
+
 class UpdateByFilterRequest(_message.Message):
     __slots__ = ("schema", "filter", "metadata", "mode", "validate_only", "coerce_strings")
     class MetadataEntry(_message.Message):

@@ -69,6 +69,11 @@ class MetadataServiceStub:
                 request_serializer=metareg_dot_v1_dot_metadata__pb2.CountMetadataRequest.SerializeToString,
                 response_deserializer=metareg_dot_v1_dot_metadata__pb2.CountMetadataResponse.FromString,
                 _registered_method=True)
+        self.ListValues = channel.unary_unary(
+                '/metareg.v1.MetadataService/ListValues',
+                request_serializer=metareg_dot_v1_dot_metadata__pb2.ListValuesRequest.SerializeToString,
+                response_deserializer=metareg_dot_v1_dot_metadata__pb2.ListValuesResponse.FromString,
+                _registered_method=True)
         self.UpdateByFilter = channel.unary_unary(
                 '/metareg.v1.MetadataService/UpdateByFilter',
                 request_serializer=metareg_dot_v1_dot_metadata__pb2.UpdateByFilterRequest.SerializeToString,
@@ -127,6 +132,14 @@ class MetadataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListValues(self, request, context):
+        """The distinct values one key holds, with how many records hold each, most
+        frequent first: for autocomplete and for slicing data.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdateByFilter(self, request, context):
         """Apply one patch to every record a filter matches, atomically.
         """
@@ -166,6 +179,11 @@ def add_MetadataServiceServicer_to_server(servicer, server):
                     servicer.CountMetadata,
                     request_deserializer=metareg_dot_v1_dot_metadata__pb2.CountMetadataRequest.FromString,
                     response_serializer=metareg_dot_v1_dot_metadata__pb2.CountMetadataResponse.SerializeToString,
+            ),
+            'ListValues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListValues,
+                    request_deserializer=metareg_dot_v1_dot_metadata__pb2.ListValuesRequest.FromString,
+                    response_serializer=metareg_dot_v1_dot_metadata__pb2.ListValuesResponse.SerializeToString,
             ),
             'UpdateByFilter': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateByFilter,
@@ -340,6 +358,33 @@ class MetadataService:
             '/metareg.v1.MetadataService/CountMetadata',
             metareg_dot_v1_dot_metadata__pb2.CountMetadataRequest.SerializeToString,
             metareg_dot_v1_dot_metadata__pb2.CountMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListValues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metareg.v1.MetadataService/ListValues',
+            metareg_dot_v1_dot_metadata__pb2.ListValuesRequest.SerializeToString,
+            metareg_dot_v1_dot_metadata__pb2.ListValuesResponse.FromString,
             options,
             channel_credentials,
             insecure,
