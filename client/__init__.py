@@ -45,7 +45,7 @@ from ._errors import (
     from_grpc_error,
 )
 from ._files import load_schema_file
-from ._query import QueryResults
+from ._query import QueryResults, ValueCounts
 from ._results import (
     AuditEvent,
     BundleRejection,
@@ -113,6 +113,7 @@ __all__ = [
     "UpdateResult",
     "ValidationReport",
     "ValueConversionError",
+    "ValueCounts",
     "Violation",
     "exception_class_for",
     "from_grpc_error",

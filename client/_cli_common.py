@@ -153,10 +153,12 @@ def fail(message: str, code: int = EXIT_REJECTED) -> NoReturn:
 
 def _describe(error: CallError) -> list[str]:
     lines = [f"error: {error}"]
-    shown = error.violations[:MAX_SHOWN_VIOLATIONS]
+    # A lone violation that only repeats the message adds nothing to read.
+    violations = [v for v in error.violations if v.description != error.message]
+    shown = violations[:MAX_SHOWN_VIOLATIONS]
     lines += [f"  {v}" for v in shown]
-    if len(error.violations) > len(shown):
-        lines.append(f"  … and {len(error.violations) - len(shown)} more")
+    if len(violations) > len(shown):
+        lines.append(f"  … and {len(violations) - len(shown)} more")
     if error.impact is not None:
         lines += [f"  {line}" for line in error.impact.describe()]
     if isinstance(error, FailedPreconditionError) and error.impact is not None:

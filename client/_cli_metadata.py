@@ -23,7 +23,7 @@ from ._cli_common import (
     echo_error,
     reports_errors,
 )
-from ._cli_query import count, query
+from ._cli_query import count, query, values
 from ._client import Client
 from ._datafiles import DataFormat, count_records, data_format, read_records
 from ._errors import NotFoundError
@@ -48,6 +48,7 @@ def metadata() -> None:
 
 metadata.add_command(query)
 metadata.add_command(count)
+metadata.add_command(values)
 
 
 def _file_options(command: Command) -> Command:

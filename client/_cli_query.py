@@ -1,4 +1,5 @@
-"""`metareg metadata query` and `metareg metadata count`: find records by a filter.
+"""`metareg metadata query`, `count` and `values`: find records by a filter, count them,
+list the values a key holds.
 
 Records are printed as they arrive, one page per request, so memory stays flat however
 many match. A filter or --order-by that the server rejects is a usage error (exit 2):
@@ -18,7 +19,7 @@ from typing import TextIO
 import click
 
 from ._cli_common import EXIT_OK, EXIT_USAGE, address_options, connect, echo_error, reports_errors
-from ._cli_table import RecordTable, choose_columns
+from ._cli_table import GAP, MAX_CELL_WIDTH, RecordTable, choose_columns, fit, format_cell
 from ._errors import InvalidArgumentError
 from ._query import QueryResults
 
@@ -159,3 +160,61 @@ def count(name: str, filter_text: str, address: str, timeout: float) -> None:
     """
     with connect(address, timeout) as client, filter_errors_are_usage_errors(filter_text):
         click.echo(client.count(name, filter_text))
+
+
+@click.command()
+@click.argument("name")
+@click.argument("key")
+@click.option("--prefix", default="", help="Only values that start with this text (string keys).")
+@click.option(
+    "--filter", "filter_text", metavar="FILTER", default="", help="Count only matching records."
+)
+@click.option(
+    "--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="Values shown."
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "jsonl"]),
+    default="table",
+    show_default=True,
+    help='table: value and count columns; jsonl: {"value": …, "count": …} per line.',
+)
+@address_options
+@reports_errors
+def values(
+    name: str,
+    key: str,
+    prefix: str,
+    filter_text: str,
+    limit: int,
+    output_format: str,
+    address: str,
+    timeout: float,
+) -> None:
+    """Print the distinct values KEY holds in schema NAME, with how many records hold each,
+    most frequent first.
+
+    For varchar, enum, uuid, boolean and number keys. Exit 2 if the server rejects the
+    key, the prefix or FILTER.
+    """
+    with connect(address, timeout) as client, filter_errors_are_usage_errors(filter_text):
+        counts = client.values(name, key, prefix=prefix, filter=filter_text, limit=limit)
+    out = sys.stdout
+    if output_format == "jsonl":
+        out.writelines(
+            json.dumps({"value": value, "count": n}, ensure_ascii=False) + "\n"
+            for value, n in counts
+        )
+        return
+    if not counts:
+        out.write("no values\n")
+        return
+    cells = [(format_cell(value), str(n)) for value, n in counts]
+    width = min(max(len("value"), *(len(v) for v, _ in cells)), MAX_CELL_WIDTH * 2)
+    count_width = max(len("count"), *(len(n) for _, n in cells))
+    out.write(f"{'value'.ljust(width)}{GAP}{'count'.rjust(count_width)}\n")
+    out.write(f"{'-' * width}{GAP}{'-' * count_width}\n")
+    out.writelines(f"{fit(v, width).ljust(width)}{GAP}{n.rjust(count_width)}\n" for v, n in cells)
+    if counts.more:
+        out.write(f"more values than the {len(counts)} shown (raise --limit, up to 1000)\n")

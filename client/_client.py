@@ -19,7 +19,14 @@ from ._dataframe import DataFrameApplied, apply_dataframe
 from ._errors import ConflictError, InvalidArgumentError, NotFoundError, ValueConversionError
 from ._export import ExportFormat, ExportProgress, export_records
 from ._files import load_schema_file
-from ._query import DEFAULT_QUERY_PAGE_SIZE, QueryResults, count_matches, update_matches
+from ._query import (
+    DEFAULT_QUERY_PAGE_SIZE,
+    QueryResults,
+    ValueCounts,
+    count_matches,
+    list_values,
+    update_matches,
+)
 from ._results import (
     AuditEvent,
     FilterUpdate,
@@ -437,6 +444,21 @@ class Client:
     def count(self, name: str, filter: str = "") -> int:
         """How many records `filter` matches (every record of the schema when empty)."""
         return count_matches(self._transport, name, filter)
+
+    def values(
+        self, name: str, key: str, *, prefix: str = "", filter: str = "", limit: int = 20
+    ) -> ValueCounts:
+        """The distinct values `key` holds, with how many records hold each, most frequent
+        first (equal counts by value): for autocomplete and data slicing.
+
+        For varchar, enum, uuid, boolean and number keys. `prefix` keeps the values that
+        start with it (string keys only, case-sensitive); `filter` counts only the
+        records it matches; `limit` is 1..1000. An indexed key without a filter is
+        answered from its index; otherwise the matching records are read.
+        """
+        return list_values(
+            self._transport, name, key, prefix=prefix, filter_text=filter, limit=limit
+        )
 
     def export(
         self,

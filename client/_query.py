@@ -1,4 +1,5 @@
-"""Queries: page through the records a filter matches, count them, patch them all at once.
+"""Queries: page through the records a filter matches, count them, list a key's values
+with their counts, patch them all at once.
 
 The filter language is the server's (see the "Filters" comment in metadata.proto); the
 client sends filters as they are and never parses them. Query and count are reads and
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 from metareg.v1 import metadata_pb2 as mpb
 
@@ -17,7 +19,7 @@ from ._bundle import UpdateModeName, update_mode
 from ._results import FilterUpdate, StoredRecord
 from ._schema import timestamp
 from ._transport import READ_RETRY_CODES, Transport
-from ._values import decode_metadata, encode_metadata
+from ._values import decode_metadata, decode_value, encode_metadata
 
 DEFAULT_QUERY_PAGE_SIZE = 500
 """Records per QueryMetadata request: few round trips, and 500 records of 4096-d
@@ -127,6 +129,40 @@ def count_matches(transport: Transport, schema: str, filter_text: str) -> int:
         retry_on=READ_RETRY_CODES,
     )
     return int(response.count)
+
+
+@dataclass(frozen=True)
+class ValueCounts:
+    """The distinct values of one key with their record counts, most frequent first
+    (`Client.values`). Iterating gives (value, count) pairs."""
+
+    counts: list[tuple[object, int]]
+    more: bool
+    """Whether the key holds more distinct values (after the prefix) than were returned."""
+    schema_version: int
+
+    def __iter__(self) -> Iterator[tuple[object, int]]:
+        return iter(self.counts)
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def as_dict(self) -> dict[object, int]:
+        return dict(self.counts)
+
+
+def list_values(
+    transport: Transport, schema: str, key: str, *, prefix: str, filter_text: str, limit: int
+) -> ValueCounts:
+    response = transport.call(
+        transport.metadata_service.ListValues,
+        mpb.ListValuesRequest(
+            schema=schema, key=key, prefix=prefix, filter=filter_text, limit=limit
+        ),
+        retry_on=READ_RETRY_CODES,
+    )
+    counts = [(decode_value(entry.value), int(entry.count)) for entry in response.values]
+    return ValueCounts(counts, response.more, response.schema_version)
 
 
 def update_matches(

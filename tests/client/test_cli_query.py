@@ -165,3 +165,43 @@ def test_the_order_key_comes_first_and_lists_last() -> None:
     keys, hidden = choose_columns(rows, "s desc")
     assert (keys, hidden) == (["s", "a", "b", "k0", "k1"], ["k2", "k3", "k4", "clip"])
     assert choose_columns(rows, None, ["clip"]) == (["clip"], [])
+
+
+def test_values_lists_a_keys_values_most_frequent_first(
+    cams: RunningServer, tmp_path: Path
+) -> None:
+    with Client(cams.address) as client:
+        client.apply("cams", {f"extra{i}": {"camera_id": "cam1"} for i in range(5)})
+        counts = client.values("cams", "camera_id")
+        assert list(counts) == [("cam1", 305), ("cam0", 300), ("cam2", 300), ("cam3", 300)]
+        assert not counts.more
+        assert client.values("cams", "camera_id", filter="score < 1").as_dict() == {
+            f"cam{i}": 25 for i in range(4)
+        }
+        assert len(client.values("cams", "score", limit=3)) == 3
+    table = metareg(cams, "metadata", "values", "cams", "camera_id", "--limit", "2", cwd=tmp_path)
+    assert (table.returncode, table.stderr) == (0, "")
+    assert table.stdout.splitlines() == [
+        "value  count",
+        "-----  -----",
+        "cam1     305",
+        "cam0     300",
+        "more values than the 2 shown (raise --limit, up to 1000)",
+    ]
+    lines = metareg(cams, "metadata", "values", "cams", "camera_id", "--prefix", "cam2",
+                    "--filter", "score >= 6", "--format", "jsonl", cwd=tmp_path)  # fmt: skip
+    assert (lines.returncode, lines.stderr) == (0, "")
+    assert [json.loads(line) for line in lines.stdout.splitlines()] == [
+        {"value": "cam2", "count": 150}
+    ]
+    text_key = metareg(cams, "metadata", "values", "cams", "notes", cwd=tmp_path)
+    assert text_key.returncode == 1  # rejected input
+    assert text_key.stderr.splitlines() == [
+        'error: INVALID_ARGUMENT: key "notes" is of type text; values are listed for '
+        "varchar, enum, uuid, "
+        "boolean and number keys"
+    ]
+    bad_filter = metareg(cams, "metadata", "values", "cams", "camera_id", "--filter", "score >",
+                         cwd=tmp_path)  # fmt: skip
+    assert bad_filter.returncode == 2
+    assert "invalid FILTER at column" in bad_filter.stderr
