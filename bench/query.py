@@ -43,6 +43,13 @@ PostgreSQL processes left out) and after the measurements, and reported.
       Checked: exactly the generator's matches, in data_unit_id order.
   Q4  CountMetadata of quality_score < 15 (~10% of the records). Checked:
       the generator's count.
+  Q5  ListValues of camera_id with a prefix, the 20 most frequent values: the
+      autocomplete facet, answered from the index. Each run uses the next of 60
+      prefixes "cam-0D-H" (D 0-5, H 0-9), each the prefix of 100 cameras, so about
+      1.5% of the records (15,000 index entries) per run. Checked: the generator's
+      20 most frequent cameras of that prefix with their counts, in order, and
+      `more`. Target: the same as Q1-Q3 (the facet target of p50 <= 50 ms is
+      looser).
   Q1 baseline  after the timed runs, UpdateSchema turns the camera_id index
       off (SetIndexed false: the server drops its entries) and Q1 runs again,
       now a scan of the schema's records: --baseline-runs timed runs after one
@@ -108,6 +115,8 @@ STEAL_WARNING = 0.05
 TARGET_P50 = Target("<=", 20.0)
 TARGET_P99 = Target("<=", 60.0)
 TARGET_COUNT = Target("<=", 300.0)
+Q5_PREFIXES = tuple(f"cam-0{d}-{h}" for d in range(6) for h in range(10))
+Q5_LIMIT = 20
 
 
 class Queries:
@@ -177,6 +186,28 @@ class Queries:
     def q4_check(self, run: int, count: int) -> None:
         if count != self.expected.q4_count:
             raise WrongAnswer(f"Q4: count {count}, expected {self.expected.q4_count}")
+
+    def q5_prefix(self, run: int) -> str:
+        return Q5_PREFIXES[run % len(Q5_PREFIXES)]
+
+    def q5_call(self, run: int) -> mpb.ListValuesResponse:
+        request = mpb.ListValuesRequest(
+            schema=workload.SCHEMA_NAME, key="camera_id", prefix=self.q5_prefix(run),
+            limit=Q5_LIMIT,
+        )  # fmt: skip
+        response: mpb.ListValuesResponse = self.stub.ListValues(request, timeout=CALL_TIMEOUT_S)
+        return response
+
+    def q5_check(self, run: int, response: mpb.ListValuesResponse) -> None:
+        prefix = self.q5_prefix(run)
+        counts = sorted(
+            ((-len(ids), camera) for camera, ids in self.expected.by_camera.items()
+             if camera.startswith(prefix)),
+        )  # fmt: skip
+        wanted = [(camera, -negative) for negative, camera in counts[:Q5_LIMIT]]
+        got = [(entry.value.string_value, entry.count) for entry in response.values]
+        if got != wanted or response.more != (len(counts) > Q5_LIMIT):
+            raise WrongAnswer(f"Q5 {prefix}: {got[:3]}... is not {wanted[:3]}...")
 
     def measure(self, name: str, filter_text: str, call: Callable[[int], T],
                 check: Callable[[int, T], None], plan: RunPlan, *,
@@ -404,7 +435,9 @@ def run_backend(backend: str, databases: DatabaseFactory, records: Sequence[work
                              plan)  # fmt: skip
         q4 = queries.measure("Q4", Q4_FILTER, queries.q4_call, queries.q4_check, plan,
                              method="CountMetadata")  # fmt: skip
-        result.queries.update(q1=q1, q2=q2, q3=q3, q4=q4)
+        q5 = queries.measure("Q5", "", queries.q5_call, queries.q5_check, plan,
+                             method="ListValues", note="camera_id, prefix cam-0D-H")  # fmt: skip
+        result.queries.update(q1=q1, q2=q2, q3=q3, q4=q4, q5=q5)
 
         if args.profile != "never":
             missable: list[tuple[Latencies, Target, Target, str, Callable[[int], Any]]] = [
@@ -412,6 +445,7 @@ def run_backend(backend: str, databases: DatabaseFactory, records: Sequence[work
                 (q2, TARGET_P50, TARGET_P99, "QueryMetadata", queries.q2_call),
                 (q3, TARGET_P50, TARGET_P99, "QueryMetadata", queries.q3_call),
                 (q4, TARGET_COUNT, TARGET_COUNT, "CountMetadata", queries.q4_call),
+                (q5, TARGET_P50, TARGET_P99, "ListValues", queries.q5_call),
             ]
             for latencies, p50, p99, method, call in missable:
                 if args.profile == "always" or missed(latencies, p50, p99):
@@ -498,6 +532,10 @@ def backend_rows(r: BackendResult, expected: Expected, records: int) -> list[Row
     rows += latency_rows(f"{b}.q3", f"{r.name}: {q3_label}", q["q3"], TARGET_P50, TARGET_P99)
     rows += latency_rows(f"{b}.q4", f"{r.name}: Q4 count {Q4_FILTER} [{expected.q4_count:,}]",
                          q["q4"], TARGET_COUNT, TARGET_COUNT)  # fmt: skip
+    if "q5" in q:
+        rows += latency_rows(f"{b}.q5", f"{r.name}: Q5 ListValues camera_id prefix "
+                             f"<{len(Q5_PREFIXES)} prefixes of 100 cameras>, top {Q5_LIMIT}",
+                             q["q5"], TARGET_P50, TARGET_P99)  # fmt: skip
     base = q.get("q1_baseline")
     if base is not None:
         rows += [
