@@ -21,7 +21,7 @@ import click
 from ._cli_common import EXIT_OK, EXIT_USAGE, address_options, connect, echo_error, reports_errors
 from ._cli_table import GAP, MAX_CELL_WIDTH, RecordTable, choose_columns, fit, format_cell
 from ._errors import InvalidArgumentError
-from ._query import QueryResults
+from ._query import QueryResults, ValueCounts
 
 TABLE_SAMPLE_ROWS = 50
 """Rows read before a table is printed, to size its columns."""
@@ -195,12 +195,17 @@ def values(
     """Print the distinct values KEY holds in schema NAME, with how many records hold each,
     most frequent first.
 
-    For varchar, enum, uuid, boolean and number keys. Exit 2 if the server rejects the
-    key, the prefix or FILTER.
+    For varchar, enum, uuid, boolean and number keys. Exit 2 if the server rejects
+    FILTER, 1 if it rejects the key or the prefix.
     """
     with connect(address, timeout) as client, filter_errors_are_usage_errors(filter_text):
         counts = client.values(name, key, prefix=prefix, filter=filter_text, limit=limit)
-    out = sys.stdout
+    with stops_quietly_on_a_closed_pipe():
+        _print_values(counts, output_format, sys.stdout)
+        sys.stdout.flush()
+
+
+def _print_values(counts: ValueCounts, output_format: str, out: TextIO) -> None:
     if output_format == "jsonl":
         out.writelines(
             json.dumps({"value": value, "count": n}, ensure_ascii=False) + "\n"

@@ -291,9 +291,12 @@ class Client:
         validation = self._validation(
             name, version=version, coerce_strings=coerce_strings, flatten_nested=flatten_nested
         )
-        for data_unit_id, metadata in as_pairs(records):
-            validation.add(data_unit_id, metadata)
-        return validation.report()
+        try:
+            for data_unit_id, metadata in as_pairs(records):
+                validation.add(data_unit_id, metadata)
+            return validation.report()
+        finally:
+            validation.close()  # after an error: nothing is left waiting
 
     def _validation(
         self,

@@ -365,28 +365,31 @@ def validate_records(
         bar.update(len(positions))
 
     # One validation for the whole file: every request is checked against the same
-    # version. It sends a request while the next is built, and the file is read a page
-    # ahead on another thread; waiting for the server releases the GIL for both.
+    # version. A request is in flight while this thread reads the file and builds the
+    # next (waiting for the server releases the GIL).
     validation = client._validation(
         schema, coerce_strings=coerce_strings, flatten_nested=flatten_nested, on_answer=answered
     )
-    index = 0
-    for record in records:
-        summary.read += 1
-        violation = _too_large(record)
-        if record.error or violation is not None:
-            summary.counts["invalid"] += 1
-            rejects.add(record, outcome, [violation] if violation is not None else [])
-            bar.rejected(1)
-            bar.update(1)
-            continue
-        window[index] = record
-        index += 1
-        if record.metadata_json and not flatten_nested:
-            validation.add_json(record.data_unit_id, record.metadata_json)
-        else:
-            validation.add(record.data_unit_id, record.decoded_metadata())
-    validation.report()
+    try:
+        index = 0
+        for record in records:
+            summary.read += 1
+            violation = _too_large(record)
+            if record.error or violation is not None:
+                summary.counts["invalid"] += 1
+                rejects.add(record, outcome, [violation] if violation is not None else [])
+                bar.rejected(1)
+                bar.update(1)
+                continue
+            window[index] = record
+            index += 1
+            if record.metadata_json and not flatten_nested:
+                validation.add_json(record.data_unit_id, record.metadata_json)
+            else:
+                validation.add(record.data_unit_id, record.decoded_metadata())
+        validation.report()
+    finally:
+        validation.close()
     return summary
 
 

@@ -14,9 +14,10 @@ answered before another is sent, since its answer pins the schema version.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 from metareg.v1 import metadata_pb2 as mpb
 
@@ -72,8 +73,7 @@ class Validation:
         self._elements: list[bytes] = []  # the queued records' JSON objects
         self._positions: list[int] = []  # input index of each record of the request
         self._bytes = 0
-        self._in_flight: tuple[list[int], Future[mpb.ValidateMetadataResponse]] | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._in_flight: _InFlight | None = None
 
     def add(self, data_unit_id: str, metadata: Mapping[str, object]) -> None:
         index, quoted = self._next(data_unit_id)
@@ -137,9 +137,7 @@ class Validation:
         if not self._version:  # the first answer pins the version the others check
             self._merge(positions, self._call(request))
             return
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metareg-check")
-        self._in_flight = (positions, self._executor.submit(self._call, request))
+        self._in_flight = _InFlight(positions, self._call, request)
 
     def _call(self, request: mpb.ValidateMetadataRequest) -> mpb.ValidateMetadataResponse:
         return self._transport.call(
@@ -147,12 +145,12 @@ class Validation:
         )
 
     def _collect(self) -> None:
-        """Wait for the request in flight, if any, and take its answer (or its error)."""
-        if self._in_flight is None:
-            return
-        positions, answer = self._in_flight
-        self._in_flight = None
-        self._merge(positions, answer.result())
+        """Wait for the request in flight, if any, and take its answer (or its error). An
+        interrupted wait (Ctrl-C) leaves it in flight, for `close()` to abandon."""
+        if self._in_flight is not None:
+            response = self._in_flight.result()
+            positions, self._in_flight = self._in_flight.positions, None
+            self._merge(positions, response)
 
     def _merge(self, positions: list[int], response: mpb.ValidateMetadataResponse) -> None:
         self._version = response.schema_version
@@ -179,8 +177,47 @@ class Validation:
             self._send()
             self._collect()
         finally:
-            if self._executor is not None:
-                self._executor.shutdown(wait=self._in_flight is None, cancel_futures=True)
-                self._executor = None
+            self.close()
         invalid = sorted(self._invalid, key=lambda r: r.index)
         return ValidationReport(self._version, invalid, self._valid)
+
+    def close(self) -> None:
+        """Stop without waiting: a request still in flight is abandoned (its thread ends
+        with the call, and never keeps the process from exiting)."""
+        self._in_flight = None
+        self._elements, self._positions, self._bytes = [], [], 0
+
+
+class _InFlight:
+    """One request sent from a daemon thread of its own, and its answer to come."""
+
+    def __init__(
+        self,
+        positions: list[int],
+        call: Callable[[mpb.ValidateMetadataRequest], mpb.ValidateMetadataResponse],
+        request: mpb.ValidateMetadataRequest,
+    ) -> None:
+        self.positions = positions
+        self._answer: Future[mpb.ValidateMetadataResponse] = Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(call, request), name="metareg-check", daemon=True
+        )
+        self._thread.start()
+
+    def _run(
+        self,
+        call: Callable[[mpb.ValidateMetadataRequest], mpb.ValidateMetadataResponse],
+        request: mpb.ValidateMetadataRequest,
+    ) -> None:
+        try:
+            self._answer.set_result(call(request))
+        except BaseException as error:  # handed to the waiting caller
+            self._answer.set_exception(error)
+
+    def result(self) -> mpb.ValidateMetadataResponse:
+        """The response (or the call's error), once the thread has ended."""
+        try:
+            return self._answer.result()
+        finally:
+            if self._answer.done():
+                self._thread.join()

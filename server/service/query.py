@@ -151,20 +151,23 @@ def _whole_in_index(definition: KeyDefinition) -> bool:
 
 def _indexed_counts(session: Session, schema_id: int, definition: KeyDefinition, prefix: str,
                     limit: int) -> list[tuple[object, int]] | None:  # fmt: skip
-    """Counts read from the key's index alone, or None when an entry of the prefix's
-    range may be a value cut to the index prefix (then the records are counted)."""
-    kind = table_for(definition)
-    low, high = (prefix, prefix_end(prefix)) if prefix else (None, None)
-    if not _whole_in_index(definition) and (
-        # Entries cut to the prefix cannot say which values start with a longer text.
-        len(prefix) > INDEX_PREFIX
-        or index.has_long_entries(
-            session, schema_id, definition.key, low=low, high=high, length=INDEX_PREFIX
-        )
-    ):
+    """Counts read from the key's index alone (one statement, so one snapshot), or None
+    when they cannot be trusted: then the records are counted.
+
+    Values longer than INDEX_PREFIX are entries cut to it, and equal cut entries of
+    different values are counted as one. Such a group counts at least as much as each of
+    its values, which also sort after its cut text; so when no returned entry is that
+    long, no such value belongs among the returned ones either, and `more` holds too.
+    A prefix longer than the entries keep cannot be matched against them at all.
+    """
+    whole = _whole_in_index(definition)
+    if not whole and len(prefix) > INDEX_PREFIX:
         return None
-    counted = index.value_counts(session, schema_id, kind, definition.key, low=low, high=high,
-                                 limit=limit)  # fmt: skip
+    low, high = (prefix, prefix_end(prefix)) if prefix else (None, None)
+    counted = index.value_counts(session, schema_id, table_for(definition), definition.key,
+                                 low=low, high=high, limit=limit)  # fmt: skip
+    if not whole and any(len(str(value)) >= INDEX_PREFIX for value, _ in counted):
+        return None
     if definition.type is KeyType.BOOLEAN:
         return [(value == 1.0, n) for value, n in counted]
     return list(counted)

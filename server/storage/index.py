@@ -192,19 +192,3 @@ def value_counts(
         .limit(limit)
     )
     return [(value, int(n)) for value, n in session.connection().execute(query)]
-
-
-def has_long_entries(
-    session: Session, schema_id: int, key: str, *, low: str | None, high: str | None, length: int
-) -> bool:
-    """Whether a string entry of the key (in the range, when given) is `length` or more
-    characters long: one that may have been cut to the index prefix."""
-    table = TABLES[IndexTable.STRING]
-    conditions = [table.c.schema_id == schema_id, table.c.key == key]
-    if low is not None:
-        conditions.append(table.c.value >= low)
-    if high is not None:
-        conditions.append(table.c.value < high)
-    conditions.append(func.length(table.c.value) >= length)
-    found = session.connection().execute(select(table.c.key).where(*conditions).limit(1))
-    return found.first() is not None

@@ -205,3 +205,14 @@ def test_values_lists_a_keys_values_most_frequent_first(
                          cwd=tmp_path)  # fmt: skip
     assert bad_filter.returncode == 2
     assert "invalid FILTER at column" in bad_filter.stderr
+
+
+def test_values_piped_into_head_exits_0(cams: RunningServer, tmp_path: Path) -> None:
+    shell = subprocess.run(
+        f"{METAREG} metadata values cams score --limit 1000 --format jsonl | head -1; "
+        "exit ${PIPESTATUS[0]}",
+        shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env={**os.environ, "METAREG_ADDRESS": cams.address},
+    )  # fmt: skip
+    assert (shell.returncode, shell.stderr) == (0, "")
+    assert len(shell.stdout.splitlines()) == 1

@@ -4,6 +4,7 @@ the report is the same as one request at a time would give, and no thread is lef
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -108,3 +109,55 @@ def test_without_a_callback_the_report_lists_every_invalid_record_in_order(
     assert report.valid_count == 2597
     assert [event for event, _ in calls.events].count("sent") == 3
     assert check_threads() == []
+
+
+@pytest.fixture
+def stuck(server: RunningServer, client: Client) -> Iterator[tuple[Client, SlowValidate]]:
+    """Every answer held back for 3 s: a server that is slow to answer."""
+    client.import_schema_from_dict("cams", {"n": "number"})
+    interceptor = SlowValidate(delay=3.0)
+    with Client(server.address, timeout=60, interceptors=[interceptor]) as slow_client:
+        yield slow_client, interceptor
+
+
+def test_ctrl_c_while_waiting_stops_at_once_and_leaves_no_thread_to_wait_for(
+    stuck: tuple[Client, SlowValidate],
+) -> None:
+    checker, calls = stuck
+    validation = checker._validation("cams", version=1, coerce_strings=False,
+                                     flatten_nested=False)  # fmt: skip
+    for i in range(1500):  # request 1 goes (in flight) at record 999
+        validation.add(f"u{i}", {"n": i})
+    main = threading.main_thread().ident
+    assert main is not None
+    timer = threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT))
+    started = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        validation.report()  # waits for request 1, then would send request 2
+    waited = time.monotonic() - started
+    timer.join()
+    assert waited < 2.0  # not the 3 s the answer takes, nor its retries
+    assert calls.events == [("sent", 0)]
+    # The request still in flight runs on a daemon thread: nothing joins it at exit.
+    assert all(thread.daemon for thread in check_threads())
+
+
+def test_an_error_from_the_records_leaves_only_an_abandoned_daemon_thread(
+    stuck: tuple[Client, SlowValidate],
+) -> None:
+    checker, calls = stuck
+
+    def records() -> Iterator[tuple[str, dict[str, object]]]:
+        for i in range(2100):
+            yield f"u{i}", {"n": i}
+        raise OSError("the source broke")
+
+    started = time.monotonic()
+    with pytest.raises(OSError, match="the source broke"):
+        checker.validate("cams", records())
+    # The first request (answered alone, 3 s) pinned the version; the second was in
+    # flight when the source broke, and the error was not held up by it.
+    assert time.monotonic() - started < 5.5
+    assert [event for event, _ in calls.events].count("sent") == 2
+    assert all(thread.daemon for thread in check_threads())
