@@ -61,7 +61,9 @@ def key_to_proto(definition: KeyDefinition) -> spb.KeyDefinition:
         embedding_size=definition.embedding_size or 0,
         state=_KEY_STATES[definition.state],
         indexed=definition.indexed,
-        constraints=constraints_to_proto(definition.constraints),
+        constraints=constraints_to_proto(definition.constraints)
+        if definition.constraints
+        else None,
         description=definition.description,
     )
 
