@@ -314,21 +314,28 @@ def loaded(server: RunningServer) -> RunningServer:
         (b.add_constrained("site", "text", required=True), {}, {"site": 15}, 15),
         (b.set_constraints("score", minimum=1.35, required=True), {"score": 14},
          {"score": 14}, 14),
+        # Several at once: each record is counted once (u00-u03 fail both rules).
+        ((b.set_constraints("score", minimum=0.35), b.set_constraints("lens", required=True)),
+         {"score": 4}, {"lens": 8}, 10),
+        ((b.set_constraints("lens", required=True), b.add_constrained("site", "text",
+          required=True), b.set_constraints("clip", required=True)), {},
+         {"lens": 8, "site": 15, "clip": 11}, 15),
     ],
 )  # fmt: skip
 def test_a_new_constraint_is_counted_against_stored_records(
     loaded: RunningServer,
-    change: spb.SchemaChange,
+    change: spb.SchemaChange | tuple[spb.SchemaChange, ...],
     by_key: dict[str, int],
     missing: dict[str, int],
     invalid: int,
 ) -> None:
-    preview = b.update_schema(loaded.registry, "cams", 1, change, validate_only=True)
+    changes = change if isinstance(change, tuple) else (change,)
+    preview = b.update_schema(loaded.registry, "cams", 1, *changes, validate_only=True)
     assert preview.impact.invalid_records == invalid
     assert dict(preview.impact.invalid_records_by_key) == by_key
     assert dict(preview.impact.missing_records_by_key) == missing
     with pytest.raises(grpc.RpcError) as caught:
-        b.update_schema(loaded.registry, "cams", 1, change)
+        b.update_schema(loaded.registry, "cams", 1, *changes)
     error = caught.value
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert f"{invalid} stored record(s) would become invalid" in error.details()
@@ -338,7 +345,7 @@ def test_a_new_constraint_is_counted_against_stored_records(
     assert len(impact.sample_data_unit_ids) == min(invalid, 10)
     assert b.get_schema(loaded.registry, "cams").version == 1
     before = b.stored(loaded.metadata, "cams", *[f"u{i:02d}" for i in range(15)])
-    forced = b.update_schema(loaded.registry, "cams", 1, change, force=True)
+    forced = b.update_schema(loaded.registry, "cams", 1, *changes, force=True)
     assert forced.schema.version == 2
     after = b.stored(loaded.metadata, "cams", *[f"u{i:02d}" for i in range(15)])
     removed = {(duid, key) for duid, values in before.items() for key in values
