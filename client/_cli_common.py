@@ -162,7 +162,11 @@ def _describe(error: CallError) -> list[str]:
     if error.impact is not None:
         lines += [f"  {line}" for line in error.impact.describe()]
     if isinstance(error, FailedPreconditionError) and error.impact is not None:
-        lines.append("  re-run with --force to apply it anyway (the invalid values are removed)")
+        kept = (", records that lack a required key stay as they are"
+                if error.impact.missing_records_by_key else "")  # fmt: skip
+        lines.append(
+            f"  re-run with --force to apply it anyway (the invalid values are removed{kept})"
+        )
     return lines
 
 

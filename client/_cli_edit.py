@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from typing import TextIO
 
 import click
@@ -204,6 +205,23 @@ def _options_list(values: str) -> list[str]:
     return options
 
 
+@dataclass(frozen=True)
+class KeyOptions:
+    """The options of `schema add-key` beyond the type's own."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None
+    required: bool = False
+    description: str = ""
+
+
+_TYPE_OPTIONS = {"varchar": {"--max-length", "--pattern"}, "string": {"--max-length", "--pattern"},
+                 "text": {"--pattern"}, "long_string": {"--pattern"},
+                 "number": {"--minimum", "--maximum"}, "embedding": {"--size"},
+                 "enum": {"--values"}}  # fmt: skip
+
+
 def _queue_key(
     found: MetadataSchema,
     key: str,
@@ -211,24 +229,31 @@ def _queue_key(
     max_length: int | None,
     size: int | None,
     values: str | None,
+    extra: KeyOptions,
 ) -> None:
     kind = key_type.lower()
-    given = {"--max-length": max_length, "--size": size, "--values": values}
-    wanted = {"varchar": "--max-length", "string": "--max-length", "embedding": "--size",
-              "enum": "--values"}.get(kind)  # fmt: skip
-    stray = [option for option, value in given.items() if value is not None and option != wanted]
+    given = {"--max-length": max_length, "--size": size, "--values": values,
+             "--minimum": extra.minimum, "--maximum": extra.maximum,
+             "--pattern": extra.pattern}  # fmt: skip
+    wanted = _TYPE_OPTIONS.get(kind, set())
+    stray = [
+        option for option, value in given.items() if value is not None and option not in wanted
+    ]
     if stray:
         raise click.UsageError(f"{stray[0]} does not apply to a {kind} key")
     if kind == "enum":
         if values is None:
             raise click.UsageError("an enum key needs --values a,b,c")
-        found.add_enum(key, _options_list(values))
+        found.add_enum(key, _options_list(values), required=extra.required,
+                       description=extra.description)  # fmt: skip
     elif kind == "embedding":
         if size is None:
             raise click.UsageError("an embedding key needs --size N")
-        found.add_embedding(key, size)
+        found.add_embedding(key, size, required=extra.required, description=extra.description)
     else:
-        found.add_scalar(key, kind, max_length=max_length)
+        found.add_scalar(key, kind, max_length=max_length, minimum=extra.minimum,
+                         maximum=extra.maximum, pattern=extra.pattern,
+                         required=extra.required, description=extra.description)  # fmt: skip
 
 
 expected_version_option = click.option(
@@ -249,6 +274,13 @@ force_option = click.option(
 @click.option("--max-length", type=click.IntRange(min=1), default=None, help="For varchar.")
 @click.option("--size", type=click.IntRange(min=1), default=None, help="For embedding.")
 @click.option("--values", metavar="A,B,C", default=None, help="For enum: its options.")
+@click.option("--minimum", type=float, default=None, help="For number: the smallest value.")
+@click.option("--maximum", type=float, default=None, help="For number: the largest value.")
+@click.option(
+    "--pattern", metavar="RE2", default=None, help="For varchar and text: a regular expression."
+)
+@click.option("--required", is_flag=True, help="Every record must hold the key.")
+@click.option("--description", metavar="TEXT", default="", help="What the key means.")
 @expected_version_option
 @force_option
 @address_options
@@ -260,6 +292,11 @@ def add_key(
     max_length: int | None,
     size: int | None,
     values: str | None,
+    minimum: float | None,
+    maximum: float | None,
+    pattern: str | None,
+    required: bool,
+    description: str,
     expected_version: int | None,
     force: bool,
     address: str,
@@ -270,12 +307,16 @@ def add_key(
 
     TYPE is varchar (--max-length, default 8192), text, number, boolean, datetime, uuid,
     enum (--values) or embedding (--size); string and long_string are varchar and text.
-    Exit 1 if the server refuses the key, or if stored values of an undeclared key of
-    that name would become invalid and --force is not given.
+    Constraints: --minimum and --maximum (inclusive) for number, --pattern (RE2, found
+    anywhere in a value: anchor it with ^ and $) for varchar and text, --required for
+    any type. Exit 1 if the server refuses the key, or if stored records would become
+    invalid (an undeclared key of that name, or records without a required key) and
+    --force is not given.
     """
+    extra = KeyOptions(minimum, maximum, pattern, required, description)
     with connect(address, timeout) as client:
         found = _latest(client.schema(name), expected_version, must_exist=False)
-        _queue_key(found, key, key_type, max_length, size, values)
+        _queue_key(found, key, key_type, max_length, size, values, extra)
         _save(found, force)
 
 

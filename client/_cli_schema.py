@@ -122,7 +122,9 @@ def _print_import(name: str, path: Path, update: SchemaUpdate, force: bool, keys
     if update.dry_run and update.impact.invalid_records and not force:
         click.echo(
             "without --force the import would be refused; with --force those values are removed"
-        )
+            + (" (records that lack a required key are left as they are)"
+               if update.impact.missing_records_by_key else "")
+        )  # fmt: skip
         return EXIT_REJECTED
     return 0
 

@@ -177,6 +177,8 @@ class SchemaImpact:
     sample_data_unit_ids: tuple[str, ...] = ()
     invalid_records_by_key: Mapping[str, int] = field(default_factory=dict)
     purged_records_by_key: Mapping[str, int] = field(default_factory=dict)
+    # Per required key, the stored records that would lack it (force leaves them so).
+    missing_records_by_key: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_proto(cls, message: spb.SchemaImpact) -> SchemaImpact:
@@ -185,6 +187,7 @@ class SchemaImpact:
             sample_data_unit_ids=tuple(message.sample_data_unit_ids),
             invalid_records_by_key=dict(sorted(message.invalid_records_by_key.items())),
             purged_records_by_key=dict(sorted(message.purged_records_by_key.items())),
+            missing_records_by_key=dict(sorted(message.missing_records_by_key.items())),
         )
 
     def describe(self) -> list[str]:
@@ -196,6 +199,10 @@ class SchemaImpact:
                 f"{self.invalid_records} stored record(s) would become invalid (e.g. {samples})"
             )
             lines += [f"  {k}: {n} record(s)" for k, n in self.invalid_records_by_key.items()]
+            lines += [
+                f"  {k}: {n} record(s) lack it (required)"
+                for k, n in self.missing_records_by_key.items()
+            ]
         lines += [
             f"hard delete of {k} purges its value from {n} record(s)"
             for k, n in self.purged_records_by_key.items()

@@ -14,6 +14,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf import text_format
+from google.protobuf.message import Message
+
 from metareg.v1 import schema_pb2 as spb
 from metareg.v1 import schema_registry_pb2 as rpb
 
@@ -75,11 +78,54 @@ def _options(values: object, what: str) -> list[str]:
     return options
 
 
+def _number(value: object, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SchemaEditError(f"{what} must be a number, not {value!r}")
+    return float(value)
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise SchemaEditError(f"{what} must be a string, not {value!r}")
+    return value
+
+
+def key_constraints(
+    minimum: object = None, maximum: object = None, pattern: object = None, required: object = False
+) -> spb.KeyConstraints | None:
+    """The KeyConstraints message, after checks of the arguments' types; None for no
+    constraint (the field of the change is then left unset, which means none)."""
+    message = spb.KeyConstraints(required=_flag(required, "required"))
+    low, high = _number(minimum, "minimum"), _number(maximum, "maximum")
+    if low is not None:
+        message.minimum = low
+    if high is not None:
+        message.maximum = high
+    if pattern is not None:
+        message.pattern = _text(pattern, "pattern")
+    return message if message.ListFields() else None
+
+
+def constraints_of(definition: spb.KeyDefinition) -> dict[str, Any]:
+    """A key's constraints as the import format writes them: {"minimum": 0, ...}."""
+    given = definition.constraints
+    found: dict[str, Any] = {
+        name: getattr(given, name)
+        for name in ("minimum", "maximum", "pattern")
+        if given.HasField(name)
+    }
+    if given.required:
+        found["required"] = True
+    return found
+
+
 def key_document_entry(definition: spb.KeyDefinition) -> str | dict[str, Any]:
     """One key in the import-document format (the flat form where it is lossless).
 
     An indexed key takes the full form with `"indexed": true`: an import without it
-    would turn the key's index off.
+    would turn the key's index off; so do constraints and a description.
     """
     entry: dict[str, Any] = {"type": str(definition.type)}
     if definition.type == "varchar" and definition.max_length != DEFAULT_VARCHAR_MAX_LENGTH:
@@ -90,7 +136,24 @@ def key_document_entry(definition: spb.KeyDefinition) -> str | dict[str, Any]:
         entry["size"] = definition.embedding_size
     if definition.indexed:
         entry["indexed"] = True
+    entry.update(constraints_of(definition))
+    if definition.description:
+        entry["description"] = str(definition.description)
     return entry if len(entry) > 1 else entry["type"]
+
+
+def describe_constraints(definition: spb.KeyDefinition) -> str:
+    """E.g. "minimum 0, maximum 1, required"; empty when the key has none."""
+    parts = []
+    for name, value in constraints_of(definition).items():
+        if name == "required":
+            parts.append("required")
+        elif name == "pattern":
+            parts.append(f"pattern {value}")
+        else:
+            shown = str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+            parts.append(f"{name} {shown}")
+    return ", ".join(parts)
 
 
 def describe_type(definition: spb.KeyDefinition) -> str:
@@ -108,8 +171,15 @@ def describe_change(change: spb.SchemaChange) -> str:
     body = getattr(change, kind, None)
     if body is None:
         return kind
-    fields = ", ".join(f"{f.name}={v!r}" for f, v in body.ListFields())
+    fields = ", ".join(f"{f.name}={_shown(v)}" for f, v in body.ListFields())
     return f"{kind}({fields})"
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, Message):  # constraints: {minimum: 0 required: true}
+        text: str = text_format.MessageToString(value, as_one_line=True)
+        return "{" + text + "}"
+    return repr(value)
 
 
 class MetadataSchema:
@@ -200,6 +270,34 @@ class MetadataSchema:
         """Whether queries find records by this key through an index."""
         return bool(self._definition(key).indexed)
 
+    def get_minimum(self, key: str) -> float | None:
+        """A number key's smallest accepted value (inclusive); None when unbounded."""
+        constraints = self._definition(key).constraints
+        return float(constraints.minimum) if constraints.HasField("minimum") else None
+
+    def get_maximum(self, key: str) -> float | None:
+        """A number key's largest accepted value (inclusive); None when unbounded."""
+        constraints = self._definition(key).constraints
+        return float(constraints.maximum) if constraints.HasField("maximum") else None
+
+    def get_pattern(self, key: str) -> str | None:
+        """A varchar or text key's RE2 pattern (searched anywhere in a value); None if none."""
+        constraints = self._definition(key).constraints
+        return str(constraints.pattern) if constraints.HasField("pattern") else None
+
+    def is_required(self, key: str) -> bool:
+        """Whether every record must hold this key once an update is applied."""
+        return bool(self._definition(key).constraints.required)
+
+    def get_constraints(self, key: str) -> dict[str, Any]:
+        """The key's constraints in the import format, e.g. {"minimum": 0.0, "required":
+        True}; {} when it has none."""
+        return constraints_of(self._definition(key))
+
+    def get_description(self, key: str) -> str:
+        """What the key means, as declared; "" when it has no description."""
+        return str(self._definition(key, active=False).description)
+
     def history(self) -> list[SchemaVersionInfo]:
         """Every version, newest first, with its time and one line per change."""
         if self.version == 0:
@@ -255,12 +353,32 @@ class MetadataSchema:
     # --- editing -------------------------------------------------------------
 
     def add_scalar(
-        self, key: str, data_type: str, *, max_length: int | None = None, indexed: bool = False
+        self,
+        key: str,
+        data_type: str,
+        *,
+        max_length: int | None = None,
+        indexed: bool = False,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        pattern: str | None = None,
+        required: bool = False,
+        description: str = "",
     ) -> None:
         """Declare a scalar key: varchar (alias string), text (alias long_string), number,
         boolean, datetime or uuid. `indexed` makes queries that filter or sort by the key
-        fast, at some cost in write throughput."""
-        change = spb.AddScalar(key=_key(key), type=_scalar_type(data_type))
+        fast, at some cost in write throughput.
+
+        Constraints: `minimum` and `maximum` (inclusive) for number, `pattern` (RE2,
+        searched anywhere in the value: anchor it with ^ and $) for varchar and text, and
+        `required` (every record must hold the key). `description`: up to 1024 characters.
+        """
+        change = spb.AddScalar(
+            key=_key(key),
+            type=_scalar_type(data_type),
+            constraints=key_constraints(minimum, maximum, pattern, required),
+            description=_text(description, "description"),
+        )
         if max_length is not None:
             change.max_length = max_length
         if _flag(indexed, "indexed"):
@@ -285,11 +403,46 @@ class MetadataSchema:
             change.indexed = _flag(indexed, "indexed")
         self._queue(spb.SchemaChange(set_scalar=change))
 
-    def add_enum(self, key: str, values: Sequence[str], *, indexed: bool = False) -> None:
-        change = spb.AddEnum(key=_key(key), values=_options(values, "enum values"))
+    def add_enum(
+        self,
+        key: str,
+        values: Sequence[str],
+        *,
+        indexed: bool = False,
+        required: bool = False,
+        description: str = "",
+    ) -> None:
+        change = spb.AddEnum(
+            key=_key(key),
+            values=_options(values, "enum values"),
+            constraints=key_constraints(required=required),
+            description=_text(description, "description"),
+        )
         if _flag(indexed, "indexed"):
             change.indexed = True
         self._queue(spb.SchemaChange(add_enum=change))
+
+    def set_constraints(
+        self,
+        key: str,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        pattern: str | None = None,
+        required: bool = False,
+    ) -> None:
+        """Make the key's constraints exactly these: an argument left out removes that
+        constraint. A new or tighter one is checked against the stored records: `save()`
+        fails if some would become invalid, unless `save(force=True)`, which removes the
+        invalid values (records that lack a required key are left as they are)."""
+        constraints = key_constraints(minimum, maximum, pattern, required)
+        change = spb.SetConstraints(key=_key(key), constraints=constraints)
+        self._queue(spb.SchemaChange(set_constraints=change))
+
+    def set_description(self, key: str, description: str) -> None:
+        """Say what the key means (up to 1024 characters; "" removes the description)."""
+        change = spb.SetDescription(key=_key(key), description=_text(description, "description"))
+        self._queue(spb.SchemaChange(set_description=change))
 
     def set_indexed(self, key: str, indexed: bool = True) -> None:
         """Turn the query index of an active scalar or enum key on or off. Turning it on
@@ -304,10 +457,18 @@ class MetadataSchema:
             spb.SchemaChange(add_enum_options=spb.AddEnumOptions(key=_key(key), values=options))
         )
 
-    def add_embedding(self, key: str, size: int) -> None:
+    def add_embedding(
+        self, key: str, size: int, *, required: bool = False, description: str = ""
+    ) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise SchemaEditError(f"embedding size must be a positive whole number, not {size!r}")
-        self._queue(spb.SchemaChange(add_embedding=spb.AddEmbedding(key=_key(key), size=size)))
+        change = spb.AddEmbedding(
+            key=_key(key),
+            size=size,
+            constraints=key_constraints(required=required),
+            description=_text(description, "description"),
+        )
+        self._queue(spb.SchemaChange(add_embedding=change))
 
     def delete_key(self, key: str, hard: bool = False) -> None:
         """Soft delete (restorable, values kept but hidden) or, with `hard`, purge the values
@@ -372,7 +533,11 @@ class MetadataSchema:
         lines = [f'schema "{self.name}" version {self.version}']
         names = self.keys()
         width = max((len(k) for k in names), default=0)
-        lines += [f"  {k.ljust(width)}  {self._describe_key(k)}" for k in names]
+        for key in names:
+            lines.append(f"  {key.ljust(width)}  {self._describe_key(key)}")
+            # The description under the type, each of its lines indented alike.
+            description = self._keys[key].description
+            lines += [f"  {'':{width}}    {line}" for line in description.splitlines()]
         if not names:
             lines.append("  (no keys)")
         if self.allow_unknown_keys:
@@ -392,7 +557,12 @@ class MetadataSchema:
 
     def _describe_key(self, key: str) -> str:
         definition = self._keys[key]
-        return describe_type(definition) + ("  [indexed]" if definition.indexed else "")
+        constraints = describe_constraints(definition)
+        return (
+            describe_type(definition)
+            + (f"  {constraints}" if constraints else "")
+            + ("  [indexed]" if definition.indexed else "")
+        )
 
     def _queue(self, change: spb.SchemaChange) -> None:
         self._pending.append(change)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -47,8 +48,59 @@ def restore_key(key: str) -> spb.SchemaChange:
     return spb.SchemaChange(restore_key=spb.RestoreKey(key=key))
 
 
+def constraints(
+    minimum: float | None = None,
+    maximum: float | None = None,
+    pattern: str | None = None,
+    required: bool = False,
+) -> spb.KeyConstraints:
+    message = spb.KeyConstraints(required=required)
+    if minimum is not None:
+        message.minimum = minimum
+    if maximum is not None:
+        message.maximum = maximum
+    if pattern is not None:
+        message.pattern = pattern
+    return message
+
+
+def add_constrained(
+    key: str, type_: str, description: str = "", max_length: int | None = None, **limits: Any
+) -> spb.SchemaChange:
+    """add_scalar, add_enum (type_ "enum", limits["values"]) or add_embedding (type_
+    "embedding", limits["size"]) with constraints and a description."""
+    given = constraints(**{k: v for k, v in limits.items() if k not in ("values", "size")})
+    if type_ == "enum":
+        enum = spb.AddEnum(key=key, values=limits["values"], constraints=given,
+                           description=description)  # fmt: skip
+        return spb.SchemaChange(add_enum=enum)
+    if type_ == "embedding":
+        return spb.SchemaChange(add_embedding=spb.AddEmbedding(
+            key=key, size=limits["size"], constraints=given, description=description))  # fmt: skip
+    change = spb.AddScalar(key=key, type=type_, constraints=given, description=description)
+    if max_length is not None:
+        change.max_length = max_length
+    return spb.SchemaChange(add_scalar=change)
+
+
+def set_constraints(key: str, **limits: Any) -> spb.SchemaChange:
+    return spb.SchemaChange(
+        set_constraints=spb.SetConstraints(key=key, constraints=constraints(**limits))
+    )
+
+
+def set_description(key: str, description: str) -> spb.SchemaChange:
+    return spb.SchemaChange(set_description=spb.SetDescription(key=key, description=description))
+
+
 def set_options(allow_unknown_keys: bool) -> spb.SchemaChange:
     return spb.SchemaChange(set_options=spb.SetOptions(allow_unknown_keys=allow_unknown_keys))
+
+
+def struct_document(document: dict[str, Any]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(document)
+    return struct
 
 
 def update_schema(

@@ -84,6 +84,14 @@ RAW_MEMBERS = [
     b'"e": "c d"',
     b'"f": 1',
     b'"gone": null',
+    b'"q": -0',
+    b'"q": -1e-400',
+    b'"q": 1.0000000000000001',
+    b'"q": 1.0000000000000002',
+    b'"q": 9007199254740993',
+    b'"c": "cam001\\n"',
+    b'"c": "cam\\u0660\\u0661\\u0662"',
+    b'"p": "a\\u0000c"',
 ]
 
 
@@ -136,8 +144,8 @@ def test_raw_json_the_encoder_never_writes(member: bytes, record: dict[str, Any]
 
 @st.composite
 def valid_records(draw: st.DrawFn) -> dict[str, Any]:
-    keys = draw(st.lists(st.sampled_from(["v", "t", "n", "f", "d", "u", "e", "m", "keyframes"]),
-                         unique=True, max_size=6))  # fmt: skip
+    keys = draw(st.lists(st.sampled_from(["v", "t", "n", "f", "d", "u", "e", "m", "keyframes",
+                                          "q", "c", "p"]), unique=True, max_size=6))  # fmt: skip
     metadata: dict[str, Any] = {}
     for key in keys:
         # The valid branch of typed_values, drawn until it passes the full validator.

@@ -1,4 +1,5 @@
-"""The exported JSON Schema works with `jsonschema`: one valid and one invalid value per type."""
+"""The exported JSON Schema works with `jsonschema`: one valid and one invalid value per type
+and per constraint (tests/test_validator_agreement.py checks agreement with hypothesis)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,14 @@ CASES: dict[str, tuple[Any, Any]] = {
     "w": ("rain", "snow"),
     "clip": ([0.1, 0.2, 0.3], [0.1, 0.2]),
     "keyframes": ([0, 5, 10], [-1]),
+    "q": (0, 1.0000000000000002),
+    "q_top": (1, 2),
+    "cam": ("cam001", "cam01"),
+    "blurb": ("a blurry frame", "sharp"),
+    "seen": (True, None),
 }
+# Every record must hold the required key "seen".
+BASE = {"seen": True}
 
 
 @pytest.fixture
@@ -36,6 +44,11 @@ def validator(server: RunningServer) -> Draft202012Validator:
         b.add_scalar("at", "datetime"), b.add_scalar("naive", "datetime"),
         b.add_scalar("id", "uuid"), b.add_enum("w", ["sunny", "rain"]),
         b.add_embedding("clip", 3), b.add_scalar("gone", "text"),
+        b.add_constrained("q", "number", minimum=0, maximum=1),
+        b.add_constrained("q_top", "number", "at most 1", maximum=1),
+        b.add_constrained("cam", "varchar", max_length=8, pattern="^cam[0-9]{3}$"),
+        b.add_constrained("blurb", "text", pattern="blur"),
+        b.add_constrained("seen", "boolean", required=True),
     )  # fmt: skip
     b.update_schema(server.registry, "cams", 1, b.delete_key("gone"))
     exported = server.registry.ExportJsonSchema(rpb.ExportJsonSchemaRequest(name="cams"))
@@ -54,15 +67,17 @@ def test_each_type_accepts_valid_and_rejects_invalid(
     validator: Draft202012Validator, key: str
 ) -> None:
     good, bad = CASES[key]
-    assert validator.is_valid({key: good})
-    assert not validator.is_valid({key: bad})
+    assert validator.is_valid({**BASE, key: good})
+    assert not validator.is_valid({**BASE, key: bad})
 
 
 def test_record_level_rules(validator: Draft202012Validator) -> None:
     full = {key: good for key, (good, _) in CASES.items()}
     assert validator.is_valid(full)
-    assert validator.is_valid({"n": None})  # null removes a key in merge mode
-    assert not validator.is_valid({"undeclared": 1})
-    assert not validator.is_valid({"gone": "soft-deleted keys take no writes"})
-    errors = list(validator.iter_errors({"n": "x", "w": "fog"}))
+    assert validator.is_valid({**BASE, "n": None})  # null removes a key in merge mode
+    assert not validator.is_valid({**BASE, "undeclared": 1})
+    assert not validator.is_valid({**BASE, "gone": "soft-deleted keys take no writes"})
+    errors = list(validator.iter_errors({**BASE, "n": "x", "w": "fog"}))
     assert {e.path[0] for e in errors} == {"n", "w"}
+    assert [e.validator for e in validator.iter_errors({"n": 1.0})] == ["required"]
+    assert validator.schema["properties"]["q_top"]["description"] == "at most 1"

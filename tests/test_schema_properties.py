@@ -38,6 +38,8 @@ class ModelKey:
     options: tuple[str, ...] = ()
     size: int = 0
     state: int = spb.KEY_STATE_ACTIVE
+    description: str = ""
+    required: bool = False
 
 
 @dataclass
@@ -70,7 +72,20 @@ def valid_change(draw: st.DrawFn, model: Model) -> spb.SchemaChange:
     kinds += ["add_options"] if enums else []
     kinds += ["soft", "hard"] if active else []
     kinds += ["restore", "hard_soft"] if soft else []
+    kinds += ["describe"] if active + soft else []
+    kinds += ["require"] if active else []
     kind = draw(st.sampled_from(kinds))
+    if kind == "describe":
+        key = draw(st.sampled_from(active + soft))
+        old = model.keys[key].description
+        text = draw(st.text("ab \n\té", max_size=5).filter(lambda t: t != old))
+        model.keys[key] = replace(model.keys[key], description=text)
+        return b.set_description(key, text)
+    if kind == "require":
+        key = draw(st.sampled_from(active))
+        required = not model.keys[key].required
+        model.keys[key] = replace(model.keys[key], required=required)
+        return b.set_constraints(key, required=required)
     if kind == "add_scalar":
         key, type_name = draw(st.sampled_from(free)), draw(st.sampled_from(sorted(SCALARS)))
         length = draw(st.none() | st.integers(1, 8192)) if SCALARS[type_name] == "varchar" else None
@@ -80,11 +95,13 @@ def valid_change(draw: st.DrawFn, model: Model) -> spb.SchemaChange:
         key = draw(st.sampled_from(scalars))
         type_name = draw(st.sampled_from(sorted(SCALARS)))
         length = draw(st.none() | st.integers(1, 8192)) if SCALARS[type_name] == "varchar" else None
-        target = scalar_key(type_name, length)
-        if target == model.keys[key]:  # would alter nothing: make it a real change
-            type_name, target = "boolean", ModelKey("boolean")
-            if model.keys[key] == target:
-                type_name, target, length = "text", ModelKey("text"), None
+        old = model.keys[key]
+        kept = {"description": old.description, "required": old.required}  # set_scalar keeps
+        target = replace(scalar_key(type_name, length), **kept)
+        if target == old:  # would alter nothing: make it a real change
+            type_name, target = "boolean", ModelKey("boolean", **kept)
+            if old == target:
+                type_name, target, length = "text", ModelKey("text", **kept), None
         model.keys[key] = target
         return b.set_scalar(key, type_name, length)
     if kind == "add_enum":
@@ -127,7 +144,15 @@ def valid_change(draw: st.DrawFn, model: Model) -> spb.SchemaChange:
 
 def as_model(schema: spb.Schema) -> tuple[dict[str, ModelKey], bool]:
     keys = {
-        k.key: ModelKey(k.type, k.max_length, tuple(k.enum_options), k.embedding_size, k.state)
+        k.key: ModelKey(
+            k.type,
+            k.max_length,
+            tuple(k.enum_options),
+            k.embedding_size,
+            k.state,
+            k.description,
+            k.constraints.required,
+        )
         for k in schema.keys
     }
     return keys, schema.allow_unknown_keys

@@ -1,4 +1,4 @@
-"""The compiled validator and `jsonschema` on the exported JSON Schema agree (hypothesis).
+r"""The compiled validator and `jsonschema` on the exported JSON Schema agree (hypothesis).
 
 Every generated record that one accepts the other accepts. They must differ, by
 design, where JSON Schema cannot express a server rule; those inputs are not
@@ -13,7 +13,19 @@ generated, and each is named here:
 - keyframes sent as a float list of whole numbers ([1.0]): JSON Schema counts 1.0
   as an integer, while on the wire a float list is not an int list;
 - a trailing newline after a valid date-time: Python's `$`, used by the
-  rfc3339-validator package behind jsonschema's `date-time`, matches before it.
+  rfc3339-validator package behind jsonschema's `date-time`, matches before it;
+- for the same reason, a trailing newline after a value that a key's pattern
+  ending in `$` matches: jsonschema runs `pattern` with Python's re, whose `$`
+  matches before a final newline, while RE2 (the server) and ECMA-262 (JSON
+  Schema's own dialect) do not;
+- an integer past 2**53 that only rounding to a double brings within a bound: the
+  server compares the double it stores, jsonschema the exact integer (the bounds
+  here are 0 and 1, so no integer is that close).
+
+The patterns are ones that RE2 and ECMA-262 read alike (explicit classes such as
+[0-9], no `\d`, `.` or `\w`, whose reach differs between dialects).
+The exported schema describes whole records, so a record is checked here as a new
+one: a required key must be present and not null.
 
 Formats really are checked: rfc3339-validator is installed (asserted below).
 """
@@ -26,13 +38,14 @@ from typing import Any
 
 import grpc
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 
 from metareg.server.domain import evolution as ev
+from metareg.server.domain.bundle import UpdateMode, missing_required
 from metareg.server.domain.json_schema import export_json_schema
-from metareg.server.domain.schema import SchemaState, SchemaVersion
+from metareg.server.domain.schema import KeyConstraints, SchemaState, SchemaVersion
 from metareg.server.domain.validator import CompiledValidator, encode_record, record_size_problem
 from metareg.v1 import metadata_pb2 as mpb
 from metareg.v1 import schema_registry_pb2 as rpb
@@ -53,8 +66,14 @@ CHANGES: list[ev.SchemaChange] = [
     ev.DeleteKey("gone"),
     ev.AddScalar("purged", "number"),
     ev.DeleteKey("purged", hard=True),
+    ev.AddScalar("q", "number", constraints=KeyConstraints(minimum=0, maximum=1)),
+    ev.AddScalar("c", "varchar", 8, constraints=KeyConstraints(pattern="^cam[0-9]{3}$")),
+    ev.AddScalar("p", "text", constraints=KeyConstraints(pattern="[ab]c|^x+$")),
+    ev.AddScalar("r", "boolean", constraints=KeyConstraints(required=True), description="seen"),
 ]
-KEYS = ["v", "t", "n", "f", "d", "u", "e", "m", "keyframes", "gone", "purged", "x", "a/b", " s"]
+DECLARED = ["v", "t", "n", "f", "d", "u", "e", "m", "keyframes", "q", "c", "p", "r"]
+KEYS = [*DECLARED, "gone", "purged", "x", "a/b", " s"]
+PATTERN_KEYS = ("c", "p")
 
 
 def build(allow_unknown: bool) -> tuple[CompiledValidator, Draft202012Validator, dict[str, Any]]:
@@ -141,6 +160,10 @@ def typed_values(key: str) -> st.SearchStrategy[Any]:
         "keyframes": st.lists(st.integers(0, 2**63 - 1), max_size=4),
         "x": st.text(max_size=5) | st.booleans() | st.floats(allow_nan=False,
                                                               allow_infinity=False),
+        "q": st.floats(0, 1) | st.sampled_from([0, 1, 0.0, 1.0]),
+        "c": st.from_regex("cam[0-9]{3}", fullmatch=True),
+        "p": st.sampled_from(["ac", "zzbc", "xxx", "x", "bca"]) | st.text("abcx", max_size=6),
+        "r": st.booleans(),
     }  # fmt: skip
     edgy: dict[str, st.SearchStrategy[Any]] = {
         "v": st.text(min_size=5, max_size=7),
@@ -149,6 +172,12 @@ def typed_values(key: str) -> st.SearchStrategy[Any]:
         "e": st.sampled_from(["C", "", "a "]),
         "m": st.lists(finite32, max_size=5),
         "keyframes": st.lists(st.integers(-2, 3), max_size=4),
+        "q": st.sampled_from([-0.0, -1e-300, 1.0000000000000002, -1, 2, 0.5, True])
+        | st.floats(-2, 3),
+        "c": st.sampled_from(["cam01", "xcam001", "cam0012", "CAM001", "cam٣٣٣", "cam 001"])
+        | st.text(max_size=8),
+        "p": st.text(max_size=6),
+        "r": st.sampled_from([None, "true", 1]),
     }
     if key not in valid:
         return values()
@@ -159,9 +188,15 @@ def typed_values(key: str) -> st.SearchStrategy[Any]:
 
 @st.composite
 def records(draw: st.DrawFn) -> dict[str, Any]:
-    weighted = st.sampled_from(KEYS[:9] * 6 + KEYS[9:])  # mostly declared keys
+    weighted = st.sampled_from(DECLARED * 6 + KEYS[len(DECLARED) :])  # mostly declared keys
     keys = draw(st.lists(weighted, max_size=5, unique=True))
-    return {key: draw(typed_values(key) if draw(st.integers(0, 7)) else values()) for key in keys}
+    if "r" not in keys and draw(st.integers(0, 4)):  # the required key, most of the time
+        keys.append("r")
+    record = {key: draw(typed_values(key) if draw(st.integers(0, 7)) else values()) for key in keys}
+    # A documented difference (see above): not generated.
+    assume(not any(isinstance(record.get(k), str) and record[k].endswith("\n")
+                   for k in PATTERN_KEYS))  # fmt: skip
+    return record
 
 
 def as_domain(record: dict[str, Any]) -> dict[str, object]:
@@ -180,7 +215,9 @@ def as_domain(record: dict[str, Any]) -> dict[str, object]:
 
 
 def server_accepts(validator: CompiledValidator, record: dict[str, Any]) -> bool:
+    """Whether the server takes `record` as a new record."""
     normalised, problems = validator.check(as_domain(record))
+    problems += missing_required(validator.required, None, normalised, UpdateMode.MERGE)
     if problems:
         return False
     size = encode_record({k: v for k, v in normalised.items() if v is not None}).size
@@ -217,6 +254,10 @@ def test_the_server_agrees_with_jsonschema_over_grpc(
                 b.add_enum("e", ["a", "b", "c d"]), b.add_embedding("m", 3),
                 b.add_scalar("gone", "text"), b.delete_key("gone"),
                 b.add_scalar("purged", "number"), b.delete_key("purged", hard=True),
+                b.add_constrained("q", "number", minimum=0, maximum=1),
+                b.add_constrained("c", "varchar", max_length=8, pattern="^cam[0-9]{3}$"),
+                b.add_constrained("p", "text", pattern="[ab]c|^x+$"),
+                b.add_constrained("r", "boolean", "seen", required=True),
             ]))  # fmt: skip
         assert response.schema.version == 1
     exported = server.registry.ExportJsonSchema(rpb.ExportJsonSchemaRequest(name="agree"))

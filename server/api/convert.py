@@ -23,7 +23,13 @@ from ..domain.bundle import MetadataUpdate, Outcome, StoredRecord, UpdateMode, U
 from ..domain.errors import FieldViolation, InvalidSchemaChange
 from ..domain.impact import ImpactReport
 from ..domain.reports import describe_problem, field_path
-from ..domain.schema import KeyDefinition, KeyState, SchemaSummary, SchemaVersion
+from ..domain.schema import (
+    KeyConstraints,
+    KeyDefinition,
+    KeyState,
+    SchemaSummary,
+    SchemaVersion,
+)
 from ..domain.validator import Problem
 
 # --- timestamps --------------------------------------------------------------
@@ -55,6 +61,28 @@ def key_to_proto(definition: KeyDefinition) -> spb.KeyDefinition:
         embedding_size=definition.embedding_size or 0,
         state=_KEY_STATES[definition.state],
         indexed=definition.indexed,
+        constraints=constraints_to_proto(definition.constraints)
+        if definition.constraints
+        else None,
+        description=definition.description,
+    )
+
+
+def constraints_to_proto(constraints: KeyConstraints) -> spb.KeyConstraints:
+    return spb.KeyConstraints(
+        minimum=constraints.minimum,
+        maximum=constraints.maximum,
+        pattern=constraints.pattern,
+        required=constraints.required,
+    )
+
+
+def constraints_from_proto(message: spb.KeyConstraints) -> KeyConstraints:
+    def present(name: str) -> Any:
+        return getattr(message, name) if message.HasField(name) else None
+
+    return KeyConstraints(
+        present("minimum"), present("maximum"), present("pattern"), message.required
     )
 
 
@@ -89,6 +117,7 @@ def impact_to_proto(impact: ImpactReport) -> spb.SchemaImpact:
         sample_data_unit_ids=impact.sample_data_unit_ids,
         invalid_records_by_key=impact.invalid_by_key,
         purged_records_by_key=impact.purged_by_key,
+        missing_records_by_key=impact.missing_by_key,
     )
 
 
@@ -100,19 +129,23 @@ def _change_from_proto(change: spb.SchemaChange) -> ev.SchemaChange | None:
     match change.WhichOneof("change"):
         case "add_scalar":
             c = change.add_scalar
-            return ev.AddScalar(c.key, c.type, _optional(c, "max_length"), c.indexed)
+            return ev.AddScalar(c.key, c.type, _optional(c, "max_length"), c.indexed,
+                                constraints_from_proto(c.constraints), c.description)  # fmt: skip
         case "set_scalar":
             s = change.set_scalar
             indexed = s.indexed if s.HasField("indexed") else None
             return ev.SetScalar(s.key, s.type, _optional(s, "max_length"), indexed)
         case "add_enum":
             e = change.add_enum
-            return ev.AddEnum(e.key, tuple(e.values), e.indexed)
+            return ev.AddEnum(e.key, tuple(e.values), e.indexed,
+                              constraints_from_proto(e.constraints), e.description)  # fmt: skip
         case "add_enum_options":
             o = change.add_enum_options
             return ev.AddEnumOptions(o.key, tuple(o.values))
         case "add_embedding":
-            return ev.AddEmbedding(change.add_embedding.key, change.add_embedding.size)
+            m = change.add_embedding
+            return ev.AddEmbedding(m.key, m.size, constraints_from_proto(m.constraints),
+                                   m.description)  # fmt: skip
         case "delete_key":
             return ev.DeleteKey(change.delete_key.key, change.delete_key.hard)
         case "restore_key":
@@ -123,6 +156,12 @@ def _change_from_proto(change: spb.SchemaChange) -> ev.SchemaChange | None:
             return ev.SetOptions(allow)
         case "set_indexed":
             return ev.SetIndexed(change.set_indexed.key, change.set_indexed.indexed)
+        case "set_constraints":
+            k = change.set_constraints
+            return ev.SetConstraints(k.key, constraints_from_proto(k.constraints))
+        case "set_description":
+            d = change.set_description
+            return ev.SetDescription(d.key, d.description)
     return None
 
 

@@ -146,6 +146,13 @@ def _precondition(impact: ImpactReport) -> error_details_pb2.PreconditionFailure
             description=f"{count} stored record(s) hold a value of this key that the new "
             "schema version rejects",
         )
+    for key, count in sorted(impact.missing_by_key.items()):
+        failure.violations.add(
+            type="STORED_METADATA",
+            subject=f'metadata["{key}"]',
+            description=f"{count} stored record(s) lack this key, which the new schema "
+            "version requires",
+        )
     return failure
 
 

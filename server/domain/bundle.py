@@ -63,6 +63,87 @@ def apply_update(
     return result
 
 
+def missing_required(
+    required: Sequence[str],
+    current: Mapping[str, object] | None,
+    patch: Mapping[str, object],
+    mode: UpdateMode,
+    problems: Sequence[Problem] = (),
+) -> list[Problem]:
+    """A `required` problem for each required key the record would lack after the update.
+
+    `current` is the record before it (None: a new record, which holds exactly the
+    patch's non-null values whatever the mode); `patch` the checked values, nulls kept.
+    A key with a problem of its own already is not reported again.
+    """
+    found: list[Problem] = []
+    for key in required:
+        given = patch.get(key, _ABSENT)
+        if given is not _ABSENT and given is not None:
+            continue
+        # The stored value stays unless the update replaces the record or (merge) nulls it;
+        # keep_existing ignores nulls.
+        kept = (
+            current is not None
+            and key in current
+            and mode is not UpdateMode.REPLACE
+            and (given is _ABSENT or mode is UpdateMode.KEEP_EXISTING)
+        )
+        if kept or any(p.key == key for p in problems):
+            continue
+        found.append(_required_problem(key, given is None, current is None, mode))
+    return found
+
+
+_ABSENT = object()
+
+
+def needs_stored_record(
+    required: Sequence[str], patch: Mapping[str, object], mode: UpdateMode
+) -> bool:
+    """Whether the stored record decides if the update leaves a required key missing."""
+    if mode is UpdateMode.REPLACE:
+        return False
+    return any(patch.get(key) is None for key in required)
+
+
+class RequiredKeyChain:
+    """The `required` rule over a request's records taken as updates in order, as a
+    bundle would apply them: each valid one changes what the next one for its data unit
+    starts from. Only the presence of the required keys is tracked."""
+
+    def __init__(self, required: Sequence[str], stored: Mapping[str, Mapping[str, object]]):
+        self.required = required
+        self._records: dict[str, dict[str, object] | None] = {
+            duid: {k: True for k in required if k in values} for duid, values in stored.items()
+        }
+
+    def check(
+        self, data_unit_id: str, patch: Mapping[str, object], mode: UpdateMode,
+        problems: Sequence[Problem],
+    ) -> list[Problem]:  # fmt: skip
+        current = self._records.get(data_unit_id)
+        lacking = missing_required(self.required, current, patch, mode, problems)
+        if not lacking and not problems:
+            given = {k: patch[k] for k in self.required if k in patch}
+            self._records[data_unit_id] = (
+                without_nulls(given) if current is None else apply_update(current, given, mode)
+            )
+        return lacking
+
+
+def _required_problem(key: str, nulled: bool, new: bool, mode: UpdateMode) -> Problem:
+    if nulled and not new and mode is UpdateMode.MERGE:
+        why = "a null would remove it from the record"
+    elif new:
+        why = "the update would create the record without it"
+    elif mode is UpdateMode.REPLACE:
+        why = "a replace without it would remove it from the record"
+    else:
+        why = "the record does not hold it and the update does not set it"
+    return Problem(key, "required", f"key is required: {why}", "null" if nulled else "")
+
+
 # The types made once per update of a bundle (MetadataUpdate, UpdateResult,
 # RecordWrite, EncodedRecord, _Working) are msgspec structs that the cyclic garbage
 # collector does not track (gc=False: they hold values, never themselves): about 2.5x
@@ -185,7 +266,7 @@ def plan_bundle(
     NOT_APPLIED and the plan has no writes.
     """
     working = {duid: _Working(rec.values, rec.revision) for duid, rec in existing.items()}
-    hidden = validator.hidden_keys
+    hidden, required = validator.hidden_keys, validator.required
     results: list[UpdateResult] = []
     # The loop runs once per update of every bundle: locals instead of globals and
     # attribute lookups, and the checks of a checked update read directly.
@@ -199,6 +280,10 @@ def plan_bundle(
             patch, found = check_update(validator, update, coerce_strings=coerce_strings)
             problems = tuple(found)
         current = find(duid)
+        if required:
+            values_now = None if current is None else current.values
+            lacking = missing_required(required, values_now, patch, update.mode, problems)
+            problems = (*problems, *lacking) if lacking else problems
         if problems:
             # The size too, of the record with the update's valid values: if even
             # that is over the limit, fixing the other problems will not be enough.

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from .errors import FieldViolation, InvalidSchemaChange
 from .names import enum_option_problem, key_name_problem, shorten
+from .patterns import pattern_problem
 from .schema import (
+    DESCRIPTION_MAX_LENGTH,
     EMBEDDING_MAX_SIZE,
     ENUM_MAX_OPTIONS,
     MAX_DECLARED_KEYS,
+    NO_CONSTRAINTS,
     VARCHAR_MAX_LENGTH,
+    KeyConstraints,
     KeyDefinition,
     KeyState,
     KeyType,
     SchemaState,
+    format_bound,
     parse_type_name,
     valid_type_names,
 )
@@ -27,6 +34,8 @@ class AddScalar:
     type: str
     max_length: int | None = None
     indexed: bool = False
+    constraints: KeyConstraints = NO_CONSTRAINTS
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,8 @@ class AddEnum:
     key: str
     values: tuple[str, ...]
     indexed: bool = False
+    constraints: KeyConstraints = NO_CONSTRAINTS
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +66,8 @@ class AddEnumOptions:
 class AddEmbedding:
     key: str
     size: int
+    constraints: KeyConstraints = NO_CONSTRAINTS
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +92,20 @@ class SetIndexed:
     indexed: bool
 
 
+@dataclass(frozen=True, slots=True)
+class SetConstraints:
+    """The key's constraints become exactly these."""
+
+    key: str
+    constraints: KeyConstraints
+
+
+@dataclass(frozen=True, slots=True)
+class SetDescription:
+    key: str
+    description: str
+
+
 SchemaChange = (
     AddScalar
     | SetScalar
@@ -89,6 +116,8 @@ SchemaChange = (
     | RestoreKey
     | SetOptions
     | SetIndexed
+    | SetConstraints
+    | SetDescription
 )
 
 
@@ -164,6 +193,10 @@ def _apply_one(state: SchemaState, change: SchemaChange) -> tuple[SchemaState, s
             return _set_options(state, change)
         case SetIndexed():
             return _set_indexed(state, change)
+        case SetConstraints():
+            return _set_constraints(state, change)
+        case SetDescription():
+            return _set_description(state, change)
     raise ChangeRejected(f"unknown change {change!r}")  # pragma: no cover
 
 
@@ -220,14 +253,83 @@ def _scalar_definition(key: str, type_name: str, max_length: int | None) -> KeyD
 def _add_scalar(state: SchemaState, change: AddScalar) -> tuple[SchemaState, str]:
     _require_new_key(state, change.key)
     definition = _scalar_definition(change.key, change.type, change.max_length)
-    definition = replace(definition, indexed=change.indexed)
+    definition = _described(
+        replace(definition, indexed=change.indexed), change.constraints, change.description
+    )
     return state.with_key(definition), (
         f"add_scalar {change.key} {definition.describe_type()}{_indexed_note(definition)}"
+        f"{_constraints_note(definition)}"
     )
 
 
 def _indexed_note(definition: KeyDefinition) -> str:
     return " (indexed)" if definition.indexed else ""
+
+
+def _constraints_note(definition: KeyDefinition) -> str:
+    return f" [{definition.constraints.describe()}]" if definition.constraints else ""
+
+
+def _described(
+    definition: KeyDefinition, constraints: KeyConstraints, description: str
+) -> KeyDefinition:
+    """`definition` with checked constraints and description (ChangeRejected if bad)."""
+    return replace(
+        definition,
+        constraints=_checked_constraints(definition, constraints),
+        description=_checked_description(definition.key, description),
+    )
+
+
+def _checked_constraints(definition: KeyDefinition, constraints: KeyConstraints) -> KeyConstraints:
+    key, key_type = definition.key, definition.type
+    bounds = {"minimum": constraints.minimum, "maximum": constraints.maximum}
+    for name, bound in bounds.items():
+        if bound is None:
+            continue
+        if not key_type.takes_bounds:
+            raise ChangeRejected(
+                f'key "{key}": {name} applies only to number, not {key_type.value}'
+            )
+        if not math.isfinite(bound):
+            raise ChangeRejected(f'key "{key}": {name} must be a finite number, not {bound!r}')
+    low, high = constraints.minimum, constraints.maximum
+    if low is not None and high is not None and low > high:
+        raise ChangeRejected(
+            f'key "{key}": minimum {format_bound(low)} is above maximum {format_bound(high)}'
+        )
+    if constraints.pattern is not None:
+        if not key_type.takes_pattern:
+            raise ChangeRejected(
+                f'key "{key}": pattern applies only to varchar and text, not {key_type.value}'
+            )
+        problem = pattern_problem(constraints.pattern)
+        if problem:
+            raise ChangeRejected(f'key "{key}": {problem}')
+    # -0.0 is stored as 0.0, as number values are (PostgreSQL's JSON has no -0).
+    return replace(
+        constraints,
+        minimum=None if low is None else low + 0.0,
+        maximum=None if high is None else high + 0.0,
+    )
+
+
+def _checked_description(key: str, description: str) -> str:
+    if len(description) > DESCRIPTION_MAX_LENGTH:
+        raise ChangeRejected(
+            f'key "{key}": description is {len(description)} characters long; '
+            f"the limit is {DESCRIPTION_MAX_LENGTH}"
+        )
+    bad = _DESCRIPTION_CONTROL.search(description)
+    if bad:
+        raise ChangeRejected(
+            f'key "{key}": description contains the control character U+{ord(bad.group()):04X}; '
+            "only tab and newline are allowed"
+        )
+    return description
+
+
+_DESCRIPTION_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def _set_scalar(state: SchemaState, change: SetScalar) -> tuple[SchemaState, str] | None:
@@ -241,7 +343,10 @@ def _set_scalar(state: SchemaState, change: SetScalar) -> tuple[SchemaState, str
         )
     definition = _scalar_definition(change.key, change.type, change.max_length)
     indexed = existing.indexed if change.indexed is None else change.indexed
-    definition = replace(definition, indexed=indexed)
+    kept = existing.constraints.for_type(definition.type)
+    definition = replace(
+        definition, indexed=indexed, constraints=kept, description=existing.description
+    )
     if existing.active and existing.same_type(definition) and existing.indexed == indexed:
         return None
     if existing.active and existing.same_type(definition):
@@ -253,7 +358,19 @@ def _set_scalar(state: SchemaState, change: SetScalar) -> tuple[SchemaState, str
             summary = f"{verb} {change.key} {target}"
         else:
             summary = f"{verb} {change.key} {existing.describe_type()} -> {target}"
+        dropped = _dropped(existing.constraints, kept)
+        if dropped:
+            summary += f" (drops {dropped}, which {definition.type.value} does not take)"
     return state.with_key(definition), summary
+
+
+def _dropped(before: KeyConstraints, after: KeyConstraints) -> str:
+    names = [
+        name
+        for name in ("minimum", "maximum", "pattern")
+        if getattr(before, name) is not None and getattr(after, name) is None
+    ]
+    return ", ".join(names)
 
 
 def _enum_options_problem(key: str, values: Sequence[str], existing: Sequence[str]) -> str | None:
@@ -285,8 +402,10 @@ def _add_enum(state: SchemaState, change: AddEnum) -> tuple[SchemaState, str]:
     definition = KeyDefinition(
         change.key, KeyType.ENUM, enum_options=tuple(change.values), indexed=change.indexed
     )
+    definition = _described(definition, change.constraints, change.description)
     return state.with_key(definition), (
         f"add_enum {change.key} ({len(change.values)} options){_indexed_note(definition)}"
+        f"{_constraints_note(definition)}"
     )
 
 
@@ -316,7 +435,10 @@ def _add_embedding(state: SchemaState, change: AddEmbedding) -> tuple[SchemaStat
             f"1..{EMBEDDING_MAX_SIZE}"
         )
     definition = KeyDefinition(change.key, KeyType.EMBEDDING, embedding_size=change.size)
-    return state.with_key(definition), f"add_embedding {change.key} {change.size}"
+    definition = _described(definition, change.constraints, change.description)
+    return state.with_key(definition), (
+        f"add_embedding {change.key} {change.size}{_constraints_note(definition)}"
+    )
 
 
 def _delete_key(state: SchemaState, change: DeleteKey) -> tuple[SchemaState, str] | None:
@@ -360,3 +482,29 @@ def _set_indexed(state: SchemaState, change: SetIndexed) -> tuple[SchemaState, s
         return None
     verb = "index" if change.indexed else "unindex"
     return state.with_key(replace(existing, indexed=change.indexed)), f"{verb} {change.key}"
+
+
+def _set_constraints(state: SchemaState, change: SetConstraints) -> tuple[SchemaState, str] | None:
+    existing = _require_existing(state, change.key)
+    if not existing.active:
+        raise ChangeRejected(
+            f'key "{change.key}" is {existing.state.value.replace("_", "-")}; restore it first'
+        )
+    constraints = _checked_constraints(existing, change.constraints)
+    if constraints == existing.constraints:
+        return None
+    summary = constraints.describe() or "none"
+    return state.with_key(replace(existing, constraints=constraints)), (
+        f"set_constraints {change.key} [{summary}]"
+    )
+
+
+def _set_description(state: SchemaState, change: SetDescription) -> tuple[SchemaState, str] | None:
+    existing = _require_existing(state, change.key)
+    if existing.state is KeyState.HARD_DELETED:
+        raise ChangeRejected(f'key "{change.key}" was hard-deleted and cannot be changed')
+    description = _checked_description(change.key, change.description)
+    if description == existing.description:
+        return None
+    verb = "set_description" if description else "remove_description"
+    return state.with_key(replace(existing, description=description)), f"{verb} {change.key}"

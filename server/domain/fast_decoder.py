@@ -147,13 +147,18 @@ def _optional(value_type: Any) -> Any:
 
 def _field_type(definition: KeyDefinition) -> tuple[Any, PostCheck | None]:
     """The msgspec type of one active key's values, and the check msgspec leaves over."""
+    # A pattern is RE2's, which msgspec (Python's re) cannot run: the full checker does.
+    pattern_check = value_checker(definition) if definition.constraints.pattern else None
     match definition.type:
         case KeyType.VARCHAR:
-            return Annotated[str, Meta(max_length=definition.max_length)], None
+            return Annotated[str, Meta(max_length=definition.max_length)], pattern_check
         case KeyType.TEXT:
-            return str, None
+            return str, pattern_check
         case KeyType.NUMBER:
-            return float, None  # integers become floats; out-of-range numbers fail
+            # Integers become floats; out-of-range numbers fail. Bounds are inclusive, as
+            # the full checker's; an integer within them stays within once rounded.
+            low, high = definition.constraints.minimum, definition.constraints.maximum
+            return Annotated[float, Meta(ge=low, le=high)], None
         case KeyType.BOOLEAN:
             return bool, None
         case KeyType.DATETIME:

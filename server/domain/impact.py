@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .names import RESERVED_KEYFRAMES
@@ -26,6 +26,9 @@ class DataEffects:
     # Keys whose query index entries must be dropped, and (re)built from the data.
     unindex: frozenset[str] = frozenset()
     reindex: frozenset[str] = frozenset()
+    # Keys that became required (newly declared, marked required, or restored):
+    # stored records without them are counted, and never repaired.
+    required: frozenset[str] = frozenset()
 
     @property
     def needs_scan(self) -> bool:
@@ -38,22 +41,28 @@ class DataEffects:
 def plan_data_effects(before: SchemaState, after: SchemaState) -> DataEffects:
     checks: dict[str, KeyDefinition] = {}
     purge: set[str] = set()
+    required: set[str] = set()
     for definition in after:
         old = before.get(definition.key)
         if definition.state is KeyState.HARD_DELETED:
             if old is None or old.state is not KeyState.HARD_DELETED:
                 purge.add(definition.key)
-        elif old is None:
+            continue
+        if old is None:
             checks[definition.key] = definition
         elif definition.type.is_scalar and not definition.same_type(old):
             # Enum and embedding keys never change type, and appending enum
             # options cannot invalidate a stored value.
             checks[definition.key] = definition
+        elif definition.constraints.tighter_than(old.constraints):
+            checks[definition.key] = definition
+        if definition.required and (old is None or not old.required):
+            required.add(definition.key)
     declared = None
     if before.allow_unknown_keys and not after.allow_unknown_keys:
         declared = frozenset(after.keys) | {RESERVED_KEYFRAMES}
     unindex, reindex = _index_effects(before, after, checks)
-    return DataEffects(checks, frozenset(purge), declared, unindex, reindex)
+    return DataEffects(checks, frozenset(purge), declared, unindex, reindex, frozenset(required))
 
 
 def _index_effects(
@@ -111,18 +120,27 @@ class ImpactReport:
     sample_data_unit_ids: list[str] = field(default_factory=list)
     invalid_by_key: dict[str, int] = field(default_factory=dict)
     purged_by_key: dict[str, int] = field(default_factory=dict)
+    # Per required key, the records that would lack it (force leaves them so).
+    missing_by_key: dict[str, int] = field(default_factory=dict)
 
-    def add_invalid(self, data_unit_id: str, keys: list[str]) -> None:
+    def add_invalid(self, data_unit_id: str, keys: list[str], missing: Iterable[str] = ()) -> None:
+        """One invalid record: the keys of its invalid values, and the required keys it
+        would lack."""
         self.invalid_records += 1
         if len(self.sample_data_unit_ids) < SAMPLE_SIZE:
             self.sample_data_unit_ids.append(data_unit_id)
         for key in keys:
             self.invalid_by_key[key] = self.invalid_by_key.get(key, 0) + 1
+        for key in missing:
+            self.missing_by_key[key] = self.missing_by_key.get(key, 0) + 1
 
     def describe(self) -> str:
-        per_key = ", ".join(f'"{k}": {n}' for k, n in sorted(self.invalid_by_key.items()))
+        counts = [
+            *(f'"{k}": {n}' for k, n in sorted(self.invalid_by_key.items())),
+            *(f'"{k}": {n} missing' for k, n in sorted(self.missing_by_key.items())),
+        ]
         samples = ", ".join(self.sample_data_unit_ids)
         return (
             f"{self.invalid_records} stored record(s) would become invalid "
-            f"(records per key: {per_key}); sample data_unit_ids: {samples}"
+            f"(records per key: {', '.join(counts)}); sample data_unit_ids: {samples}"
         )

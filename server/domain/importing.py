@@ -1,8 +1,10 @@
 """Schema import: turn a desired-state document into schema changes.
 
 The document maps key -> type, in the legacy flat form (`{"camera_id": "varchar"}`)
-or the full form (`{"clip": {"type": "embedding", "size": 512}}`). Declared keys
-missing from it are soft-deleted.
+or the full form (`{"clip": {"type": "embedding", "size": 512}}`, `{"type": "number",
+"minimum": 0, "maximum": 1, "required": true, "description": "..."}`). Declared keys
+missing from it are soft-deleted; a key's constraints and description are what its
+entry says, so an entry without them removes them.
 """
 
 from __future__ import annotations
@@ -20,20 +22,35 @@ from .evolution import (
     Evolution,
     RestoreKey,
     SchemaChange,
+    SetConstraints,
+    SetDescription,
     SetIndexed,
     SetOptions,
     SetScalar,
     apply_changes,
 )
 from .names import shorten
-from .schema import KeyDefinition, KeyState, KeyType, SchemaState, parse_type_name, valid_type_names
+from .schema import (
+    NO_CONSTRAINTS,
+    KeyConstraints,
+    KeyDefinition,
+    KeyState,
+    KeyType,
+    SchemaState,
+    parse_type_name,
+    valid_type_names,
+)
 
+# Every type takes "required" and "description" too (_COMMON_FIELDS).
 _FIELDS = {
-    KeyType.VARCHAR: {"type", "max_length", "indexed"},
+    KeyType.VARCHAR: {"type", "max_length", "indexed", "pattern"},
+    KeyType.TEXT: {"type", "indexed", "pattern"},
+    KeyType.NUMBER: {"type", "indexed", "minimum", "maximum"},
     KeyType.ENUM: {"type", "values", "indexed"},
     KeyType.EMBEDDING: {"type", "size"},
 }
 _SCALAR_FIELDS = {"type", "indexed"}
+_COMMON_FIELDS = {"required", "description"}
 
 
 class _EntryError(Exception):
@@ -51,6 +68,8 @@ class DesiredKey:
     values: tuple[str, ...] = ()
     size: int | None = None
     indexed: bool = False
+    constraints: KeyConstraints = NO_CONSTRAINTS
+    description: str = ""
 
 
 def _integer(entry: Mapping[str, object], name: str) -> int | None:
@@ -60,6 +79,34 @@ def _integer(entry: Mapping[str, object], name: str) -> int | None:
     if isinstance(raw, bool) or not isinstance(raw, int | float) or not float(raw).is_integer():
         raise _EntryError(f'"{name}" must be a whole number, got {shorten(raw)}')
     return int(raw)
+
+
+def _number(entry: Mapping[str, object], name: str) -> float | None:
+    raw = entry.get(name)
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise _EntryError(f'"{name}" must be a number, got {shorten(raw)}')
+    try:
+        return float(raw)
+    except OverflowError:
+        raise _EntryError(f'"{name}" is too large for a double') from None
+
+
+def _constraints(entry: Mapping[str, object]) -> tuple[KeyConstraints, str]:
+    """The entry's constraints and description, checked for their JSON types only."""
+    pattern = entry.get("pattern")
+    if pattern is not None and not isinstance(pattern, str):
+        raise _EntryError(f'"pattern" must be a string, got {shorten(pattern)}')
+    required = entry.get("required", False)
+    if not isinstance(required, bool):
+        raise _EntryError(f'"required" must be true or false, got {shorten(required)}')
+    description = entry.get("description")
+    if description is not None and not isinstance(description, str):
+        raise _EntryError(f'"description" must be a string, got {shorten(description)}')
+    constraints = KeyConstraints(_number(entry, "minimum"), _number(entry, "maximum"),
+                                 pattern, required)  # fmt: skip
+    return constraints, description or ""
 
 
 def parse_entry(key: str, entry: object) -> DesiredKey:
@@ -73,7 +120,7 @@ def parse_entry(key: str, entry: object) -> DesiredKey:
     key_type = parse_type_name(type_name)
     if key_type is None:
         raise _EntryError(f"unknown type {shorten(type_name)}; valid types: {valid_type_names()}")
-    extra = set(entry) - _FIELDS.get(key_type, _SCALAR_FIELDS)
+    extra = set(entry) - _FIELDS.get(key_type, _SCALAR_FIELDS) - _COMMON_FIELDS
     if extra:
         raise _EntryError(
             f"unexpected field(s) {', '.join(sorted(extra))} for type {key_type.value}"
@@ -81,19 +128,22 @@ def parse_entry(key: str, entry: object) -> DesiredKey:
     indexed = entry.get("indexed", False)
     if not isinstance(indexed, bool):
         raise _EntryError(f'"indexed" must be true or false, got {shorten(indexed)}')
+    constraints, description = _constraints(entry)
     if key_type is KeyType.ENUM:
         values = entry.get("values")
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise _EntryError('an enum needs "values": a list of option strings')
-        return DesiredKey(key, key_type, type_name, values=tuple(values), indexed=indexed)
+        return DesiredKey(key, key_type, type_name, values=tuple(values), indexed=indexed,
+                          constraints=constraints, description=description)  # fmt: skip
     if key_type is KeyType.EMBEDDING:
         size = _integer(entry, "size")
         if size is None:
             raise _EntryError('an embedding needs "size": the number of floats')
-        return DesiredKey(key, key_type, type_name, size=size)
-    return DesiredKey(
-        key, key_type, type_name, max_length=_integer(entry, "max_length"), indexed=indexed
-    )
+        return DesiredKey(key, key_type, type_name, size=size, constraints=constraints,
+                          description=description)  # fmt: skip
+    max_length = _integer(entry, "max_length")
+    return DesiredKey(key, key_type, type_name, max_length=max_length, indexed=indexed,
+                      constraints=constraints, description=description)  # fmt: skip
 
 
 def parse_document(
@@ -114,18 +164,26 @@ def parse_document(
 
 def _changes_for(current: KeyDefinition | None, want: DesiredKey) -> list[SchemaChange]:
     """Changes that make one key match the document (raises _EntryError when impossible)."""
+    constraints, description = want.constraints, want.description
     if current is None or current.state is KeyState.HARD_DELETED:
         # A hard-deleted name is rejected by the evolution rules with their message.
         if want.type is KeyType.ENUM:
-            return [AddEnum(want.key, want.values, want.indexed)]
+            return [AddEnum(want.key, want.values, want.indexed, constraints, description)]
         if want.type is KeyType.EMBEDDING:
             assert want.size is not None
-            return [AddEmbedding(want.key, want.size)]
-        return [AddScalar(want.key, want.type_name, want.max_length, want.indexed)]
+            return [AddEmbedding(want.key, want.size, constraints, description)]
+        return [AddScalar(want.key, want.type_name, want.max_length, want.indexed,
+                          constraints, description)]  # fmt: skip
+    # Constraints and description follow the type (or option) changes, which may drop
+    # constraints, and a restore; each change that alters nothing makes no version.
+    described: list[SchemaChange] = [
+        SetConstraints(want.key, constraints),
+        SetDescription(want.key, description),
+    ]
     restore: list[SchemaChange] = [] if current.active else [RestoreKey(want.key)]
     if current.type.is_scalar and want.type.is_scalar:
         # set_scalar restores a soft-deleted key itself
-        return [SetScalar(want.key, want.type_name, want.max_length, want.indexed)]
+        return [SetScalar(want.key, want.type_name, want.max_length, want.indexed), *described]
     if current.type is not want.type:
         raise _EntryError(
             f"cannot change key from {current.describe_type()} to {want.type.value}: "
@@ -138,7 +196,7 @@ def _changes_for(current: KeyDefinition | None, want: DesiredKey) -> list[Schema
                 f"embedding size cannot change ({current.embedding_size} -> {want.size}); "
                 "use a new key name"
             )
-        return restore
+        return [*restore, *described]
     missing = [o for o in current.enum_options if o not in want.values]
     if missing:
         raise _EntryError(
@@ -149,7 +207,7 @@ def _changes_for(current: KeyDefinition | None, want: DesiredKey) -> list[Schema
     changes = restore + ([AddEnumOptions(want.key, added)] if added else [])
     if want.indexed != current.indexed:
         changes.append(SetIndexed(want.key, want.indexed))
-    return changes
+    return [*changes, *described]
 
 
 def plan_import(

@@ -13,6 +13,8 @@ VARCHAR_MAX_LENGTH = 8192
 ENUM_MAX_OPTIONS = 256
 EMBEDDING_MAX_SIZE = 4096
 MAX_DECLARED_KEYS = 1024
+DESCRIPTION_MAX_LENGTH = 1024
+PATTERN_MAX_LENGTH = 1024
 
 
 class KeyType(enum.StrEnum):
@@ -32,6 +34,15 @@ class KeyType(enum.StrEnum):
     @property
     def indexable(self) -> bool:
         return self is not KeyType.EMBEDDING
+
+    @property
+    def takes_bounds(self) -> bool:
+        """Whether minimum and maximum apply to the type's values."""
+        return self is KeyType.NUMBER
+
+    @property
+    def takes_pattern(self) -> bool:
+        return self in (KeyType.VARCHAR, KeyType.TEXT)
 
 
 TYPE_ALIASES = {"string": KeyType.VARCHAR, "long_string": KeyType.TEXT}
@@ -60,6 +71,89 @@ class KeyState(enum.StrEnum):
     HARD_DELETED = "hard_deleted"
 
 
+def format_bound(number: float) -> str:
+    """A bound as people write it: 1 rather than 1.0, and every digit of 0.1234567."""
+    return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyConstraints:
+    """What a key's values must satisfy beyond the type; None and False constrain nothing.
+
+    `minimum` and `maximum` (inclusive) apply to numbers, `pattern` (RE2, searched
+    anywhere in the value, as JSON Schema's `pattern`) to varchar and text, and
+    `required` to any key: a record must hold it once an update is applied.
+    """
+
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None
+    required: bool = False
+
+    def __bool__(self) -> bool:
+        return self != NO_CONSTRAINTS
+
+    def tighter_than(self, old: KeyConstraints) -> bool:
+        """Whether some value `old` accepts may break these constraints' value rules.
+
+        A pattern is compared as text: whether one regular expression accepts less
+        than another is not worth deciding, so any other pattern counts as tighter.
+        `required` is not a value rule (see `plan_data_effects`).
+        """
+        if self.minimum is not None and (old.minimum is None or self.minimum > old.minimum):
+            return True
+        if self.maximum is not None and (old.maximum is None or self.maximum < old.maximum):
+            return True
+        return self.pattern is not None and self.pattern != old.pattern
+
+    def for_type(self, key_type: KeyType) -> KeyConstraints:
+        """These constraints without the ones `key_type` does not take."""
+        bounds = key_type.takes_bounds
+        return KeyConstraints(
+            self.minimum if bounds else None,
+            self.maximum if bounds else None,
+            self.pattern if key_type.takes_pattern else None,
+            self.required,
+        )
+
+    def describe(self) -> str:
+        """E.g. "minimum 0, maximum 1, required"; empty for no constraint."""
+        parts = []
+        if self.minimum is not None:
+            parts.append(f"minimum {format_bound(self.minimum)}")
+        if self.maximum is not None:
+            parts.append(f"maximum {format_bound(self.maximum)}")
+        if self.pattern is not None:
+            parts.append(f"pattern {self.pattern}")
+        if self.required:
+            parts.append("required")
+        return ", ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.minimum is not None:
+            data["minimum"] = self.minimum
+        if self.maximum is not None:
+            data["maximum"] = self.maximum
+        if self.pattern is not None:
+            data["pattern"] = self.pattern
+        if self.required:
+            data["required"] = True
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> KeyConstraints:
+        def number(name: str) -> float | None:
+            value = data.get(name)
+            return None if value is None else float(value)
+
+        return cls(number("minimum"), number("maximum"), data.get("pattern"),
+                   bool(data.get("required", False)))  # fmt: skip
+
+
+NO_CONSTRAINTS = KeyConstraints()
+
+
 @dataclass(frozen=True, slots=True)
 class KeyDefinition:
     """One declared key: its type, the type's parameters and its lifecycle state."""
@@ -71,6 +165,13 @@ class KeyDefinition:
     embedding_size: int | None = None
     state: KeyState = KeyState.ACTIVE
     indexed: bool = False
+    constraints: KeyConstraints = NO_CONSTRAINTS
+    description: str = ""
+
+    @property
+    def required(self) -> bool:
+        """Whether records must hold the key now: a deleted key takes no writes."""
+        return self.constraints.required and self.state is KeyState.ACTIVE
 
     @property
     def active(self) -> bool:
@@ -106,6 +207,10 @@ class KeyDefinition:
             data["embedding_size"] = self.embedding_size
         if self.indexed:
             data["indexed"] = True
+        if self.constraints:
+            data["constraints"] = self.constraints.to_json()
+        if self.description:
+            data["description"] = self.description
         return data
 
     @classmethod
@@ -118,6 +223,8 @@ class KeyDefinition:
             embedding_size=data.get("embedding_size"),
             state=KeyState(data.get("state", KeyState.ACTIVE.value)),
             indexed=bool(data.get("indexed", False)),
+            constraints=KeyConstraints.from_json(data.get("constraints", {})),
+            description=str(data.get("description", "")),
         )
 
 

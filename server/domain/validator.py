@@ -134,6 +134,8 @@ class CompiledValidator:
             {d.key: _VALUE_KINDS[d.type] for d in state if d.active and d.type in _VALUE_KINDS}
         )
         self.indexed = indexed_keys(state)
+        # Keys every record must hold once an update is applied (see bundle.missing_required).
+        self.required: tuple[str, ...] = tuple(d.key for d in state if d.required)
 
     def check(
         self, values: Mapping[str, object], *, coerce_strings: bool = False

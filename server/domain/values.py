@@ -14,7 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from .names import shorten
-from .schema import KeyDefinition, KeyType
+from .patterns import compile_pattern
+from .schema import KeyConstraints, KeyDefinition, KeyType, format_bound
 
 Checker = Callable[[object], object]
 
@@ -301,8 +302,55 @@ def _coercing(checker: Checker, key_type: KeyType) -> Checker:
     return check
 
 
+def _bounded(checker: Checker, minimum: float | None, maximum: float | None) -> Checker:
+    """A number checker that also holds the (normalised) value to inclusive bounds."""
+
+    def check(value: object) -> object:
+        number = checker(value)
+        if minimum is not None and number < minimum:  # type: ignore[operator]
+            raise ValueViolation(
+                "minimum", f"{display(number)} is below the minimum {format_bound(minimum)}"
+            )
+        if maximum is not None and number > maximum:  # type: ignore[operator]
+            raise ValueViolation(
+                "maximum", f"{display(number)} is above the maximum {format_bound(maximum)}"
+            )
+        return number
+
+    return check
+
+
+def _matching(checker: Checker, pattern: str) -> Checker:
+    """A string checker that also searches the value for an RE2 pattern (linear time)."""
+    search = compile_pattern(pattern).search
+
+    def check(value: object) -> object:
+        text = checker(value)
+        try:
+            found = search(text)
+        except UnicodeEncodeError:  # a lone surrogate; JSON decoding refuses them first
+            found = None
+        if found is None:
+            raise ValueViolation(
+                "pattern", f"{display(text)} does not match the pattern {shorten(pattern, 200)}"
+            )
+        return text
+
+    return check
+
+
 def value_checker(definition: KeyDefinition, *, coerce_strings: bool = False) -> Checker:
-    """The checker for one declared key's values."""
+    """The checker for one declared key's values: its type, then its constraints."""
+    checker = _type_checker(definition, coerce_strings)
+    constraints: KeyConstraints = definition.constraints
+    if constraints.minimum is not None or constraints.maximum is not None:
+        checker = _bounded(checker, constraints.minimum, constraints.maximum)
+    if constraints.pattern is not None:
+        checker = _matching(checker, constraints.pattern)
+    return checker
+
+
+def _type_checker(definition: KeyDefinition, coerce_strings: bool) -> Checker:
     match definition.type:
         case KeyType.VARCHAR:
             return _string_checker(definition.max_length, "varchar")

@@ -16,10 +16,12 @@ from ..domain.bundle import (
     MAX_BUNDLE_UPDATES,
     MetadataUpdate,
     Outcome,
+    RequiredKeyChain,
     StoredRecord,
     UpdateResult,
     check_update,
     checked,
+    needs_stored_record,
     plan_bundle,
     without_nulls,
 )
@@ -32,6 +34,7 @@ from ..domain.errors import (
 from ..domain.json_records import decode_records
 from ..domain.names import data_unit_id_problem, shorten
 from ..domain.reports import bundle_rejection
+from ..domain.schema import KeyType
 from ..domain.validator import CompiledValidator, Problem, encode_record, record_size_problem
 from ..storage import audit, idempotency, records, schemas
 from ..storage.database import Database
@@ -226,8 +229,14 @@ class MetadataService:
             require_at_most(len(records_to_check), MAX_BUNDLE_UPDATES, "records")
         invalid: list[tuple[int, str, list[Problem]]] = []
         valid = 0
-        for index, record in enumerate(records_to_check):
-            patch, problems = check_update(validator, record, coerce_strings=coerce_strings)
+        checks = [
+            check_update(validator, r, coerce_strings=coerce_strings) for r in records_to_check
+        ]
+        chain = self._required_chain(schema, validator, records_to_check, checks)
+        for index, (record, (patch, problems)) in enumerate(zip(records_to_check, checks,
+                                                                strict=True)):  # fmt: skip
+            if chain is not None:
+                problems += chain.check(record.data_unit_id, patch, record.mode, problems)
             # With other problems, the size of the valid values: a lower bound.
             size_problem = record_size_problem(encode_record(without_nulls(patch)).size)
             if size_problem:
@@ -237,6 +246,37 @@ class MetadataService:
             else:
                 valid += 1
         return ValidationReport(validator.version, invalid, valid)
+
+    def _required_chain(
+        self,
+        schema: str,
+        validator: CompiledValidator,
+        to_check: Sequence[MetadataUpdate],
+        checks: Sequence[tuple[dict[str, object], list[Problem]]],
+    ) -> RequiredKeyChain | None:
+        """The `required` rule for ValidateMetadata's records, with the stored records it
+        depends on (read, never written); None for a schema without required keys."""
+        required = validator.required
+        if not required:
+            return None
+        wanted = [
+            record.data_unit_id
+            for record, (patch, _) in zip(to_check, checks, strict=True)
+            if needs_stored_record(required, patch, record.mode)
+        ]
+        stored: dict[str, dict[str, object]] = {}
+        ids = possible_ids(list(dict.fromkeys(wanted)))
+        if ids:
+            embedded = [k for k in required if validator.state.keys[k].type is KeyType.EMBEDDING]
+            with self.db.session() as session:
+                ref = schemas.get_ref(session, schema)
+                if ref is None:  # pragma: no cover - schemas are never deleted
+                    raise SchemaNotFound(schema)
+                stored = records.load_scalars(session, ref.id, ids)
+                if embedded:
+                    for duid, keys in records.embedding_keys_of(session, ref.id, ids).items():
+                        stored[duid] = {**stored[duid], **dict.fromkeys(keys, True)}
+        return RequiredKeyChain(required, stored)
 
     def apply_bundle(self, request: BundleRequest) -> BundleOutcome:
         require_one_form(len(request.updates), request.updates_json, "updates")

@@ -180,7 +180,11 @@ class SchemaService:
             if not evolution.changed:
                 return SchemaUpdate(current, ImpactReport(), False, evolution.applied)
             effects = plan_data_effects(evolution.before, evolution.after)
-            impact = stored_data.assess_impact(session, ref, effects) if ref else ImpactReport()
+            impact = (
+                stored_data.assess_impact(session, ref, effects, evolution.after)
+                if ref
+                else ImpactReport()
+            )
             now = self.clock()
             if validate_only:  # the impact is the answer, whatever force says
                 preview = SchemaVersion(name, latest + 1, evolution.after, None, evolution.applied)
@@ -188,7 +192,8 @@ class SchemaService:
             if impact.invalid_records and not force:
                 raise IncompatibleChange(
                     f'schema "{name}": {impact.describe()}. Set force to apply the change '
-                    "anyway; it removes those values from the stored records",
+                    "anyway; it removes the invalid values from the stored records (a "
+                    "record that lacks a required key is left as it is)",
                     impact,
                 )
             ref = ref or schemas.create_schema(session, name, now)
@@ -213,6 +218,9 @@ def change_summary(version: int, evolution: Evolution, impact: ImpactReport) -> 
     parts = [f"version {version}: " + "; ".join(evolution.applied)]
     for key, count in sorted(impact.purged_by_key.items()):
         parts.append(f'hard delete of "{key}" purged {count} value(s)')
-    if impact.invalid_records:
-        parts.append(f"forced: {impact.invalid_records} record(s) lost invalid values")
+    if impact.invalid_by_key:
+        lost = sum(impact.invalid_by_key.values())
+        parts.append(f"forced: {lost} invalid value(s) removed")
+    for key, count in sorted(impact.missing_by_key.items()):
+        parts.append(f'forced: {count} record(s) lack required "{key}"')
     return "; ".join(parts)

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     String,
     Table,
     bindparam,
@@ -437,6 +438,68 @@ def scan_records(
             .limit(batch_size)
         ).all()
         yield from ((duid, data) for duid, data in rows)
+        if len(rows) < batch_size:
+            return
+        after = rows[-1][0]
+
+
+def _lacks_any(session: Session, keys: Sequence[str], embedded: bool) -> ColumnElement[bool]:
+    """Records without a value of at least one of `keys`: in their scalar JSON or, for
+    embedding keys (`embedded`), in the embeddings table. One term, whatever the count."""
+    name = "lacked_vectors" if embedded else "lacked"
+    if is_postgresql(session):
+        listed = bindparam(name, list(keys), type_=postgresql.ARRAY(String))
+        if not embedded:
+            return text(f"NOT (metadata_records.data ?& CAST(:{name} AS TEXT[]))").bindparams(  # type: ignore[return-value]
+                listed
+            )
+        among = f"= ANY(CAST(:{name} AS TEXT[]))"
+    else:
+        listed = bindparam(name, ids_parameter("sqlite", list(keys)))
+        among = f"IN (SELECT value FROM json_each(:{name}))"
+    source = (
+        "metadata_embeddings AS held WHERE held.schema_id = metadata_records.schema_id "
+        "AND held.data_unit_id = metadata_records.data_unit_id AND"
+        if embedded
+        else "json_each(metadata_records.data) AS held WHERE"
+    )
+    count = bindparam(f"{name}_count", len(keys), type_=Integer)
+    return text(  # type: ignore[return-value]
+        f"(SELECT count(*) FROM {source} held.key {among}) < :{name}_count"
+    ).bindparams(listed, count)
+
+
+def scan_lacking(
+    session: Session,
+    schema_id: int,
+    keys: Mapping[str, bool],
+    batch_size: int = 2000,
+) -> Iterator[tuple[str, list[str]]]:
+    """(data_unit_id, the `keys` it has no value of) for each record lacking any of them,
+    in data_unit_id order. `keys` maps each key to whether it is an embedding key."""
+    scalars = sorted(k for k, embedded in keys.items() if not embedded)
+    vectors = sorted(k for k, embedded in keys.items() if embedded)
+    conditions = [_lacks_any(session, group, embedded)
+                  for group, embedded in ((scalars, False), (vectors, True)) if group]  # fmt: skip
+    if not conditions:
+        return
+    after = ""
+    connection = session.connection()
+    while True:
+        rows = connection.execute(
+            select(records.c.data_unit_id, records.c.data)
+            .where(records.c.schema_id == schema_id, records.c.data_unit_id > after)
+            .where(or_(*conditions))
+            .order_by(records.c.data_unit_id)
+            .limit(batch_size)
+        ).all()
+        held = embedding_keys_of(session, schema_id, [r[0] for r in rows]) if vectors else {}
+        for duid, data in rows:
+            present = held.get(duid, set())
+            lacking = [k for k in scalars if k not in data] + [
+                k for k in vectors if k not in present
+            ]
+            yield duid, sorted(lacking)
         if len(rows) < batch_size:
             return
         after = rows[-1][0]

@@ -91,7 +91,10 @@ class MetadataServiceServicer:
 
     def ValidateMetadata(self, request, context):
         """Check records against a schema version. Never writes. Every violation of
-        every record is returned in the response (not as an error).
+        every record is returned in the response (not as an error). Each record
+        is checked as the update ApplyBundle would make of it (see
+        KeyConstraints.required): for a schema with required keys the stored
+        records are read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
