@@ -14,7 +14,6 @@ from types import FrameType
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from metareg.v1 import (
     metadata_pb2,
@@ -39,6 +38,7 @@ from .access import AccessInterceptor, check_exposure
 from .config import Config
 from .interceptors import ErrorMappingInterceptor
 from .limits import Limits, LimitsInterceptor
+from .reflection import enable_reflection
 
 log = logging.getLogger("metareg.server")
 
@@ -137,9 +137,7 @@ def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
-    )
+    enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), grpc_server)
     address = f"{config.host}:{config.port}"
     try:
         port = (
