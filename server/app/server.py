@@ -109,14 +109,17 @@ def create_server(
     # Every call under the cap has a thread of its own, and two more are spare: a call
     # past the cap is refused, and a health check answered, at once, never queued.
     threads = max(config.max_workers, config.max_calls_in_flight + 2)
+    json_log = config.log_format == "json"
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
         # Outermost first: errors become statuses (and a log line), then the limits are
         # applied before anything is parsed, then the caller is identified.
         interceptors=[
-            ErrorMappingInterceptor(),
+            ErrorMappingInterceptor(json_log=json_log),
             LimitsInterceptor(limits),
-            AccessInterceptor(access, anonymous_anywhere=config.allow_anonymous),
+            AccessInterceptor(
+                access, anonymous_anywhere=config.allow_anonymous, note_schema=json_log
+            ),
         ],
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -216,7 +219,7 @@ def tune_garbage_collector() -> None:
 
 def serve(config: Config) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully (in N processes with workers=N)."""
-    logs.configure(config.log_level)
+    logs.configure(config.log_level, config.log_format)
     if config.workers > 1:
         from .workers import serve_workers  # it builds on this module
 

@@ -258,7 +258,7 @@ def run_worker(
     _stop_with_parent(parent_pid)
     for item in inherited:
         item.close()
-    _tag_log_lines(number)
+    _tag_log_lines(number, config.log_format)
     try:
         server, port = create_server(config, reuse_port=True)
     except Exception as error:
@@ -283,8 +283,8 @@ def _stop_with_parent(parent_pid: int) -> None:
         sys.exit(1)
 
 
-def _tag_log_lines(number: int) -> None:
-    """Prefix every log line of this process with its worker number."""
-    formatter = logs.CachedTimeFormatter(f"[worker {number}] {logs.LOG_FORMAT}")
+def _tag_log_lines(number: int, log_format: str) -> None:
+    """Mark every log line of this process with its worker number."""
+    formatter = logs.formatter(log_format, number)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter)
