@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 import threading
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from datetime import timedelta
 from types import FrameType
@@ -31,11 +32,12 @@ from ..service.common import Clock, utc_now
 from ..service.metadata import MetadataService
 from ..service.query import QueryService
 from ..service.schemas import SchemaService
-from ..storage.database import Database
+from ..storage.database import Database, DatabaseProbe
 from ..storage.migrate import ensure_at_head
 from . import logs, tls
 from .access import AccessInterceptor, check_exposure
 from .config import Config
+from .dbhealth import DatabaseHealth
 from .interceptors import ErrorMappingInterceptor
 from .limits import Limits, LimitsInterceptor
 from .reflection import enable_reflection
@@ -51,23 +53,37 @@ Address = tuple[socket.AddressFamily, str]
 
 
 class Server:
-    """A running metareg server: the gRPC server plus the database and health it owns."""
+    """A running metareg server: the gRPC server plus the database and health it owns,
+    and what else must stop with it (`closers`, called in order after the last call)."""
 
     def __init__(
-        self, grpc_server: grpc.Server, database: Database, health_servicer: health.HealthServicer
+        self,
+        grpc_server: grpc.Server,
+        database: Database,
+        health_servicer: health.HealthServicer,
+        database_health: DatabaseHealth | None = None,
+        closers: Sequence[Callable[[], object]] = (),
     ) -> None:
         self.grpc_server = grpc_server
         self.database = database
         self.health = health_servicer
+        self.database_health = database_health
+        self.closers = list(closers)
 
     def start(self) -> None:
         self.grpc_server.start()
+        if self.database_health is not None:
+            self.database_health.start()
 
     def stop(self, grace: float | None = None) -> threading.Event:
         """Report NOT_SERVING, finish in-flight calls within `grace`, release the database."""
         self.health.enter_graceful_shutdown()
         event: threading.Event = self.grpc_server.stop(grace)
         event.wait()
+        if self.database_health is not None:
+            self.database_health.stop()
+        for close in self.closers:
+            close()
         self.database.dispose()
         return event
 
@@ -110,12 +126,17 @@ def create_server(
     # past the cap is refused, and a health check answered, at once, never queued.
     threads = max(config.max_workers, config.max_calls_in_flight + 2)
     json_log = config.log_format == "json"
+    health_servicer = health.HealthServicer()
+    probe = DatabaseProbe(database, config.health_timeout_seconds)
+    database_health = DatabaseHealth(
+        probe, health_servicer, ("", *SERVICE_NAMES), interval=config.health_interval_seconds
+    )
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
         # Outermost first: errors become statuses (and a log line), then the limits are
         # applied before anything is parsed, then the caller is identified.
         interceptors=[
-            ErrorMappingInterceptor(json_log=json_log),
+            ErrorMappingInterceptor(json_log=json_log, on_unavailable=database_health.suspect),
             LimitsInterceptor(limits),
             AccessInterceptor(
                 access, anonymous_anywhere=config.allow_anonymous, note_schema=json_log
@@ -136,7 +157,6 @@ def create_server(
     metadata_pb2_grpc.add_MetadataServiceServicer_to_server(
         MetadataServicer(metadata, QueryService(metadata)), grpc_server
     )
-    health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -151,9 +171,10 @@ def create_server(
     except RuntimeError:
         port = 0
     if port == 0:
+        probe.close()
         database.dispose()
         raise OSError(f"cannot listen on {config.host}:{config.port} (is the port in use?)")
-    return Server(grpc_server, database, health_servicer), port
+    return Server(grpc_server, database, health_servicer, database_health, [probe.close]), port
 
 
 def bind_addresses(host: str) -> list[Address]:
