@@ -99,6 +99,7 @@ def serve(
     """Run the gRPC server until SIGTERM or Ctrl-C."""
     from metareg.server.app import serve as run_server
     from metareg.server.app.access import UnsafeExposure
+    from metareg.server.app.tracing import TracingMisconfigured
     from metareg.server.app.workers import WorkerFailed
 
     config = operator_config(
@@ -109,7 +110,7 @@ def serve(
     with operator_errors():
         try:
             run_server(config)
-        except UnsafeExposure as error:
+        except (UnsafeExposure, TracingMisconfigured) as error:
             fail_operator(str(error))
         except WorkerFailed as error:
             fail_operator(str(error))

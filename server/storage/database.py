@@ -176,6 +176,7 @@ class Database:
         else:
             options.update(pool_pre_ping=True)
         self.engine = create_engine(self.url, **options)
+        self.max_connections = 2 * pool_size
         self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
         self._checkpointer: WalCheckpointer | None = None
         self._readers: SqliteReaders | None = None
@@ -191,6 +192,14 @@ class Database:
     @property
     def is_postgresql(self) -> bool:
         return self.dialect == "postgresql"
+
+    def pool_in_use(self) -> int:
+        """Pooled connections lent out now (to sessions and reads)."""
+        return int(self.engine.pool.checkedout())  # type: ignore[attr-defined]
+
+    def pool_idle(self) -> int:
+        """Pooled connections open and waiting to be lent."""
+        return int(self.engine.pool.checkedin())  # type: ignore[attr-defined]
 
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
