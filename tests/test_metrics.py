@@ -39,8 +39,8 @@ CANARY_SCHEMA = "canary-schema-3e9d"  # never created: only written schemas are 
 CANARY_METHOD = "/canary.Service/CanaryMethod"
 
 
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+def scrape(port: int, host: str = "127.0.0.1") -> str:
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as response:
         assert response.status == 200
         text: str = response.read().decode()
     return text
@@ -253,6 +253,20 @@ def scrape_port(running: RunningServer) -> int:
         if isinstance(endpoint, Endpoint):
             return endpoint.port
     raise AssertionError("no metrics endpoint")
+
+
+def test_metrics_can_listen_on_another_interface(tmp_path: Path) -> None:
+    port = free_port()
+    running = start_server(
+        f"sqlite:///{tmp_path / 'a.db'}", metrics_port=port, metrics_host="127.0.0.2"
+    )
+    try:
+        assert "# TYPE metareg_calls_in_flight gauge" in scrape(port, "127.0.0.2")
+        with pytest.raises(urllib.error.URLError, match="refused"):
+            scrape(port)  # 127.0.0.1, the gRPC interface
+    finally:
+        running.channel.close()
+        running.server.stop(grace=None)
 
 
 def test_metrics_stop_with_the_server(tmp_path: Path) -> None:

@@ -46,8 +46,10 @@ class Config:
     # "text" (`2026-12-02 15:43:56,123 INFO metareg.rpc: METHOD OK 0.4ms`) or "json",
     # one object per line.
     log_format: str = "text"
-    # Prometheus metrics at http://HOST:METRICS_PORT/metrics; 0: none (the default).
+    # Prometheus metrics at http://METRICS_HOST:METRICS_PORT/metrics; port 0: none (the
+    # default). The host defaults to HOST's.
     metrics_port: int = 0
+    metrics_host: str = ""
     # Schemas that get a label value of their own in the per-schema metrics, per
     # process; the others (all of them with 0) are counted under "_other".
     metrics_schema_labels: int = 100

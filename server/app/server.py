@@ -115,7 +115,7 @@ def create_server(
     `reuse_port` lets the processes of `serve --workers N` share one port (which their
     parent holds, so it is not probed here); such a worker also leaves /metrics to its
     parent (`metrics_endpoint=False`). `tracer_provider`: an OpenTelemetry provider to
-    trace into (the server's traces are then on whatever OTEL_* says; for tests).
+    trace into, whatever OTEL_* says (for tests); by default OTEL_* decide.
     """
     credentials = tls.server_credentials(config)  # read before anything needs releasing
     if not reuse_port:
@@ -247,7 +247,8 @@ def _metrics(
     metrics.watch(metrics.database_up, lambda: float(database_health.up))
     closers.append(metrics.stop)
     if registry is not None:
-        endpoint = metrics_module.Endpoint(config.host, config.metrics_port, registry)
+        host = config.metrics_host or config.host
+        endpoint = metrics_module.Endpoint(host, config.metrics_port, registry)
         closers.append(endpoint.close)
     metrics.start()
     return metrics

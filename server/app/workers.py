@@ -69,7 +69,8 @@ def serve_workers(config: Config) -> None:
         port, reservations = stack.enter_context(reserve_port(config.host, config.port))
         database = check_database(config)
         if config.metrics_port:  # one /metrics here, of every worker's metrics
-            stack.enter_context(metrics.multiprocess_endpoint(config.host, config.metrics_port))
+            host = config.metrics_host or config.host
+            stack.enter_context(metrics.multiprocess_endpoint(host, config.metrics_port))
         supervisor = Supervisor(replace(config, port=port), database, reservations)
         supervisor.run()
 
