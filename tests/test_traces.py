@@ -169,6 +169,31 @@ def test_other_calls_are_server_spans_too(
     assert span.kind is SpanKind.SERVER
 
 
+def test_excluded_services_get_no_spans(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    monkeypatch.setenv("OTEL_PYTHON_GRPC_EXCLUDED_SERVICES", "grpc.health.v1.Health")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    server, port = create_server(
+        Config(database_url=database_url, host="127.0.0.1", port=0), tracer_provider=provider
+    )
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+            b.update_schema(
+                schema_registry_pb2_grpc.SchemaRegistryStub(channel), "cams", 0,
+                b.add_scalar("camera", "text"),
+            )  # fmt: skip
+    finally:
+        server.stop(grace=None)
+        provider.shutdown()
+    names = [span.name for span in exporter.get_finished_spans()]
+    assert names == ["/metareg.v1.SchemaRegistry/UpdateSchema"]
+
+
 METAREG = str(Path(sys.executable).with_name("metareg"))
 
 

@@ -7,7 +7,8 @@ module is imported at all. Each call is a server span (opentelemetry-instrumenta
 grpc, joining the caller's trace from its `traceparent` header), and ApplyBundle's stages
 are its child spans (service.telemetry). The rest is the SDK's own reading of OTEL_*:
 OTEL_SERVICE_NAME (here "metareg" by default), OTEL_RESOURCE_ATTRIBUTES,
-OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*, and each exporter's (OTEL_EXPORTER_OTLP_*).
+OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*, and each exporter's (OTEL_EXPORTER_OTLP_*); and
+the instrumentation's OTEL_PYTHON_GRPC_EXCLUDED_SERVICES.
 """
 
 from __future__ import annotations
@@ -101,12 +102,24 @@ class Tracing:
 
     def __init__(self, provider: Any, *, owned: bool) -> None:
         from opentelemetry import trace
-        from opentelemetry.instrumentation.grpc import server_interceptor
+        from opentelemetry.instrumentation.grpc import filters, server_interceptor
 
         self.provider = provider
         self.owned = owned
         self.tracer = trace.get_tracer("metareg", tracer_provider=provider)
-        self._interceptor = server_interceptor(tracer_provider=provider)  # type: ignore[no-untyped-call]
+        # As the instrumentation's own set-up does: services named in
+        # OTEL_PYTHON_GRPC_EXCLUDED_SERVICES (e.g. grpc.health.v1.Health) get no spans.
+        excluded = [
+            name.strip()
+            for name in os.environ.get("OTEL_PYTHON_GRPC_EXCLUDED_SERVICES", "").split(",")
+            if name.strip()
+        ]
+        keep = (
+            filters.negate(filters.any_of(*(filters.service_name(n) for n in excluded)))
+            if excluded
+            else None
+        )
+        self._interceptor = server_interceptor(tracer_provider=provider, filter_=keep)  # type: ignore[no-untyped-call]
 
     @classmethod
     def from_environment(cls) -> Tracing | None:
