@@ -64,6 +64,19 @@ main.add_command(audit)
     help="Require client certificates signed by this CA: mTLS (also METAREG_TLS_CLIENT_CA).",
 )
 @click.option(
+    "--log-format",
+    metavar="text|json",
+    default=None,
+    help="Log lines as text, or one JSON object each (also METAREG_LOG_FORMAT) [default: text].",
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (also METAREG_METRICS_PORT) "
+    "[default: none].",
+)
+@click.option(
     "--allow-anonymous",
     is_flag=True,
     default=None,
@@ -79,22 +92,25 @@ def serve(
     tls_cert: str | None,
     tls_key: str | None,
     tls_client_ca: str | None,
+    log_format: str | None,
+    metrics_port: int | None,
     allow_anonymous: bool | None,
 ) -> None:
     """Run the gRPC server until SIGTERM or Ctrl-C."""
     from metareg.server.app import serve as run_server
     from metareg.server.app.access import UnsafeExposure
+    from metareg.server.app.tracing import TracingMisconfigured
     from metareg.server.app.workers import WorkerFailed
 
     config = operator_config(
         host=host, port=port, database_url=database_url, log_level=log_level, workers=workers,
         tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
-        allow_anonymous=allow_anonymous,
+        log_format=log_format, metrics_port=metrics_port, allow_anonymous=allow_anonymous,
     )  # fmt: skip
     with operator_errors():
         try:
             run_server(config)
-        except UnsafeExposure as error:
+        except (UnsafeExposure, TracingMisconfigured) as error:
             fail_operator(str(error))
         except WorkerFailed as error:
             fail_operator(str(error))

@@ -1,1 +1,1 @@
-"""placeholder"""
+"""The metareg server: a gRPC registry of versioned metadata schemas and their records."""

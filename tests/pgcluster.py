@@ -53,6 +53,11 @@ class Cluster:
     host: str
     port: int
     user: str
+    # What `stop` and `start` need (a cluster made by `postgres_cluster`).
+    bindir: Path | None = None
+    datadir: Path | None = None
+    options: str = ""
+    logfile: Path | None = None
 
     def url(self, dbname: str) -> str:
         return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{dbname}"
@@ -68,6 +73,24 @@ class Cluster:
             yield self.url(dbname)
         finally:
             janitor.drop()
+
+    def stop(self) -> None:
+        """Stop the server (fast: connections are cut), keeping its data."""
+        assert self.bindir is not None
+        assert self.datadir is not None
+        _run_as_owner([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast",
+                       "-w", "stop"])  # fmt: skip
+
+    def start(self) -> None:
+        """Start the server again, on the same port with the same options."""
+        assert self.bindir is not None
+        assert self.datadir is not None
+        _run_as_owner([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", self.options,
+                       "-l", str(self.logfile), "-w", "-t", "60", "start"])  # fmt: skip
+
+
+def _run_as_owner(command: list[str]) -> None:
+    subprocess.run(_as_owner(command), check=True, capture_output=True, text=True)
 
 
 def _as_owner(command: list[str]) -> list[str]:
@@ -118,7 +141,7 @@ def postgres_cluster(*, durable: bool = False) -> Iterator[Cluster]:
         shutil.rmtree(base, ignore_errors=True)
         raise PostgresUnavailable(f"could not start PostgreSQL: {error.stderr}") from error
     try:
-        yield Cluster("127.0.0.1", port, user)
+        yield Cluster("127.0.0.1", port, user, bindir, datadir, options, base / "server.log")
     finally:
         subprocess.run(
             _as_owner(

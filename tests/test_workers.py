@@ -165,12 +165,14 @@ def connect_to_both_workers(server: WorkersServer) -> None:
 
 
 @contextmanager
-def running_workers(backend: str, database_url: str, cwd: Path) -> Iterator[WorkersServer]:
-    """`metareg serve --workers 2 --port 0`, stopped (or killed) on the way out."""
+def running_workers(
+    backend: str, database_url: str, cwd: Path, *flags: str, env: dict[str, str] | None = None
+) -> Iterator[WorkersServer]:
+    """`metareg serve --workers 2 --port 0 [flags]`, stopped (or killed) on the way out."""
     process = subprocess.Popen(
         [METAREG, "serve", "--workers", str(WORKERS), "--port", "0",
-         "--database-url", database_url],
-        cwd=cwd, env={**os.environ, "METAREG_MAX_WORKERS": "8"},
+         "--database-url", database_url, *flags],
+        cwd=cwd, env={**os.environ, "METAREG_MAX_WORKERS": "8", **(env or {})},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     log = ServerLog(process)

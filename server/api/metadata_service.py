@@ -12,7 +12,7 @@ from metareg.v1 import metadata_pb2_grpc as pb_grpc
 from ..domain.bundle import MetadataUpdate, Outcome
 from ..service.metadata import BundleRequest, MetadataService
 from ..service.query import QueryService
-from . import caller, convert
+from . import call_notes, caller, convert
 
 # gRPC reports about 2**63 seconds left for a call without a deadline.
 _NO_DEADLINE_S = 1e9
@@ -42,6 +42,7 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             version=request.schema_version,
             coerce_strings=request.coerce_strings,
         )
+        call_notes.note_records(report.valid_count + len(report.invalid))
         return pb.ValidateMetadataResponse(
             schema_version=report.schema_version,
             ok=not report.invalid,
@@ -76,6 +77,7 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
                 time_remaining=_deadline_clock(context),
             )
         )
+        call_notes.note_records(len(outcome.results))
         # Time the commit and the answer up to the end of the call (or now, if the call
         # has ended already): the service's estimate of what a commit needs.
         if not context.add_callback(lambda: self.service.commit_answered(outcome)):
@@ -96,6 +98,7 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         found, missing, unread = self.service.get_metadata(
             request.schema, list(request.data_unit_ids)
         )
+        call_notes.note_records(len(found))
         return pb.GetMetadataResponse(
             records=[convert.record_to_proto(r) for r in found],
             missing_data_unit_ids=missing,
@@ -108,6 +111,7 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         deleted, missing = self.service.delete_metadata(
             request.schema, list(request.data_unit_ids), caller.current("DeleteMetadata").caller
         )
+        call_notes.note_records(deleted)
         return pb.DeleteMetadataResponse(deleted_count=deleted, missing_data_unit_ids=missing)
 
     def QueryMetadata(
@@ -117,6 +121,7 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             request.schema, request.filter, request.order_by, request.page_size,
             request.page_token,
         )  # fmt: skip
+        call_notes.note_records(len(page.records))
         return pb.QueryMetadataResponse(
             records=[convert.record_to_proto(r) for r in page.records],
             next_page_token=page.next_token,
@@ -153,6 +158,7 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             validate_only=request.validate_only, coerce_strings=request.coerce_strings,
             caller=caller.current("UpdateByFilter").caller,
         )  # fmt: skip
+        call_notes.note_records(result.updated)
         return pb.UpdateByFilterResponse(
             matched_count=result.matched,
             updated_count=result.updated,

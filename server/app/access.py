@@ -17,6 +17,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from metareg.v1 import metadata_pb2, schema_registry_pb2
 
+from ..api import call_notes
 from ..api import caller as current_call
 from ..domain.access import ANONYMOUS, REQUIRED_ROLE, ApiKey, Caller
 from ..domain.errors import PermissionDenied, Unauthenticated
@@ -45,9 +46,14 @@ METAREG_SERVICES = (
 
 
 class AccessInterceptor(grpc.ServerInterceptor):
-    def __init__(self, access: AccessService, *, anonymous_anywhere: bool) -> None:
+    """`note_schema`: note the schema each request names, for the JSON log line."""
+
+    def __init__(
+        self, access: AccessService, *, anonymous_anywhere: bool, note_schema: bool = False
+    ) -> None:
         self.access = access
         self.anonymous_anywhere = anonymous_anywhere
+        self.note_schema = note_schema
         self._schema_field = schema_fields(METAREG_SERVICES)
 
     def intercept_service(
@@ -66,8 +72,11 @@ class AccessInterceptor(grpc.ServerInterceptor):
         field = self._schema_field[method]
         behaviour = handler.unary_unary
         assert behaviour is not None  # every metareg RPC is unary
+        note_schema = self.note_schema and field is not None
 
         def invoke(request: Any, context: grpc.ServicerContext) -> Any:
+            if note_schema:
+                call_notes.note_schema(getattr(request, field or "", ""))
             peer = context.peer()
             key = self._identify(metadata, peer)
             if key is not None:

@@ -12,6 +12,7 @@ from . import tls
 
 DEFAULT_DATABASE_URL = "sqlite:///metareg.db"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,24 @@ class Config:
     # RESOURCE_EXHAUSTED at once; health checks never are.
     max_calls_in_flight: int = 64
     max_request_bytes_in_flight: int = 256 * 1024 * 1024
+    # "text" (`2026-12-02 15:43:56,123 INFO metareg.rpc: METHOD OK 0.4ms`) or "json",
+    # one object per line.
+    log_format: str = "text"
+    # Prometheus metrics at http://METRICS_HOST:METRICS_PORT/metrics; port 0: none (the
+    # default). The host defaults to HOST's.
+    metrics_port: int = 0
+    metrics_host: str = ""
+    # Schemas that get a label value of their own in the per-schema metrics, per
+    # process; the others (all of them with 0) are counted under "_other".
+    metrics_schema_labels: int = 100
+    # How often the database is probed for the health service, and how long a probe
+    # may take before the database counts as unreachable.
+    health_interval_seconds: float = 2.0
+    health_timeout_seconds: float = 3.0
 
     def __post_init__(self) -> None:
         """Refuse settings the server cannot honour (the error names the variable)."""
+        object.__setattr__(self, "log_format", self.log_format.strip().lower())
         problems = [
             (0 <= self.port <= 65535, "PORT", "a port number 0..65535"),
             (1 <= self.workers <= 64, "WORKERS", "1..64 processes"),
@@ -59,6 +75,16 @@ class Config:
             (1 <= self.max_calls_in_flight <= 100_000, "MAX_CALLS_IN_FLIGHT", "1..100000 calls"),
             (self.max_request_bytes_in_flight >= self.max_message_bytes,
              "MAX_REQUEST_BYTES_IN_FLIGHT", "at least MAX_MESSAGE_BYTES (one request)"),
+            (self.log_format in LOG_FORMATS, "LOG_FORMAT", " or ".join(LOG_FORMATS)),
+            (0 <= self.metrics_port <= 65535, "METRICS_PORT",
+             "a port number 1..65535, or 0 for none"),
+            (not self.metrics_port or self.metrics_port != self.port, "METRICS_PORT",
+             "another port than PORT's"),
+            (0 <= self.metrics_schema_labels <= 10_000, "METRICS_SCHEMA_LABELS",
+             "0..10000 schemas (0: no schema labels)"),
+            (0.1 <= self.health_interval_seconds <= 300, "HEALTH_INTERVAL_SECONDS",
+             "0.1..300 seconds"),
+            (2 <= self.health_timeout_seconds <= 60, "HEALTH_TIMEOUT_SECONDS", "2..60 seconds"),
         ]  # fmt: skip
         for ok, name, allowed in problems:
             if not ok:  # NaN fails every comparison, so it lands here too

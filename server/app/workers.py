@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkContext, ForkProcess
@@ -21,7 +21,7 @@ from typing import Protocol
 from ..service.access import AccessService
 from ..storage.database import Database
 from ..storage.migrate import ensure_at_head
-from . import logs, tls
+from . import logs, metrics, tls
 from .access import check_exposure
 from .config import Config
 from .server import (
@@ -65,8 +65,12 @@ class Worker:
 def serve_workers(config: Config) -> None:
     """Run `config.workers` servers on one port until SIGTERM or SIGINT; WorkerFailed if
     one of them fails (the others are then stopped too: nothing is respawned)."""
-    with reserve_port(config.host, config.port) as (port, reservations):
+    with ExitStack() as stack:
+        port, reservations = stack.enter_context(reserve_port(config.host, config.port))
         database = check_database(config)
+        if config.metrics_port:  # one /metrics here, of every worker's metrics
+            host = config.metrics_host or config.host
+            stack.enter_context(metrics.multiprocess_endpoint(host, config.metrics_port))
         supervisor = Supervisor(replace(config, port=port), database, reservations)
         supervisor.run()
 
@@ -258,9 +262,9 @@ def run_worker(
     _stop_with_parent(parent_pid)
     for item in inherited:
         item.close()
-    _tag_log_lines(number)
+    _tag_log_lines(number, config.log_format)
     try:
-        server, port = create_server(config, reuse_port=True)
+        server, port = create_server(config, reuse_port=True, metrics_endpoint=False)
     except Exception as error:
         log.debug("could not start", exc_info=True)
         report.send(str(error) or type(error).__name__)
@@ -283,8 +287,8 @@ def _stop_with_parent(parent_pid: int) -> None:
         sys.exit(1)
 
 
-def _tag_log_lines(number: int) -> None:
-    """Prefix every log line of this process with its worker number."""
-    formatter = logs.CachedTimeFormatter(f"[worker {number}] {logs.LOG_FORMAT}")
+def _tag_log_lines(number: int, log_format: str) -> None:
+    """Mark every log line of this process with its worker number."""
+    formatter = logs.formatter(log_format, number)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter)

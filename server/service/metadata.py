@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -48,6 +49,16 @@ from .common import (
     resolve_version,
     retry_on_conflict,
     utc_now,
+)
+from .telemetry import (
+    NO_TELEMETRY,
+    STAGE_COMMIT,
+    STAGE_DECODE,
+    STAGE_LOAD,
+    STAGE_LOCK,
+    STAGE_PLAN,
+    STAGE_WRITE,
+    Telemetry,
 )
 
 MAX_IDS_PER_REQUEST = 1000
@@ -170,11 +181,13 @@ class MetadataService:
         cache: SchemaCache,
         clock: Clock = utc_now,
         idempotency_ttl: timedelta = timedelta(hours=24),
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self.db = db
         self.cache = cache
         self.clock = clock
         self.idempotency_ttl = idempotency_ttl
+        self.telemetry = telemetry
         self._next_purge = 0.0
         self._purge_lock = threading.Lock()
         self.commit_cost = CommitCost()
@@ -245,6 +258,7 @@ class MetadataService:
                 invalid.append((index, record.data_unit_id, problems))
             else:
                 valid += 1
+        self.telemetry.validated(invalid)
         return ValidationReport(validator.version, invalid, valid)
 
     def _required_chain(
@@ -291,13 +305,15 @@ class MetadataService:
         self._purge_expired_keys()
         early = self._check_early(request)
         try:
-            return retry_on_conflict(lambda: self._apply_once(request, early, timeout))
+            outcome = retry_on_conflict(lambda: self._apply_once(request, early, timeout))
         except _CommitWouldOutliveCall:
             # Rolled back with the deadline still running. Answering now would tell the
             # caller CANCELLED before its own clock ran out; waiting keeps the status it
             # would otherwise have seen, DEADLINE_EXCEEDED, which clients retry.
             _wait_out(request, timeout)
             raise
+        self.telemetry.bundle_applied(request.schema, outcome.results, outcome.replayed)
+        return outcome
 
     def commit_answered(self, outcome: BundleOutcome) -> None:
         """The call that committed `outcome` has ended: time its commit and answer."""
@@ -329,14 +345,15 @@ class MetadataService:
         """The request's updates decoded and checked against `validator`'s version."""
         coerce = request.coerce_strings
         updates = request.updates
-        if request.updates_json:
-            updates = self.decode_json(
-                validator, request.updates_json, "updates_json", coerce_strings=coerce
-            )
-            require_at_most(len(updates), MAX_BUNDLE_UPDATES, "updates")
-            if updates and updates[0].checked:  # the fast path checked all of them
-                return updates
-        return [checked(validator, u, coerce_strings=coerce) for u in updates]
+        with self.telemetry.stage(STAGE_DECODE, len(updates) or None):
+            if request.updates_json:
+                updates = self.decode_json(
+                    validator, request.updates_json, "updates_json", coerce_strings=coerce
+                )
+                require_at_most(len(updates), MAX_BUNDLE_UPDATES, "updates")
+                if updates and updates[0].checked:  # the fast path checked all of them
+                    return updates
+            return [checked(validator, u, coerce_strings=coerce) for u in updates]
 
     def _check_early(self, request: BundleRequest) -> tuple[int, list[MetadataUpdate]] | None:
         """Decode and check before the write transaction, against the newest version this
@@ -354,10 +371,13 @@ class MetadataService:
         early: tuple[int, list[MetadataUpdate]] | None,
         timeout: float | None,
     ) -> BundleOutcome:
-        with self.db.session(write=True) as session:
+        stage = self.telemetry.stage
+        # The commit stage opens inside the transaction and closes once it has committed.
+        with ExitStack() as committing, self.db.session(write=True) as session:
             # A shared lock on the schema row keeps schema changes (which take
             # an exclusive one) from committing in the middle of the bundle.
-            ref, validator = self._schema(session, request.schema, lock="share")
+            with stage(STAGE_LOCK):
+                ref, validator = self._schema(session, request.schema, lock="share")
             if early is not None and early[0] == validator.version:
                 updates = early[1]
             else:
@@ -365,35 +385,40 @@ class MetadataService:
             now = self.clock()
             not_before = now - self.idempotency_ttl
             key = request.idempotency_key
-            if key:
-                stored = idempotency.find(session, ref.id, key, not_before)
-                if stored is not None:
-                    if stored.request_hash != request.request_hash:
-                        raise IdempotencyKeyReused(key)
-                    return BundleOutcome.from_json(stored.response, replayed=True)
-            existing = records.load_records(session, ref.id, (u.data_unit_id for u in updates))
-            plan = plan_bundle(
-                validator,
-                updates,
-                existing,
-                partial=request.partial,
-                coerce_strings=request.coerce_strings,
-            )
-            if plan.rejected and not request.partial:
-                raise bundle_rejection(plan)
-            records.write_records(session, ref.id, plan.writes, validator.version, now)
-            results = plan.results
-            if key:
-                idempotency.store(
-                    session,
-                    ref.id,
-                    key,
-                    request.request_hash,
-                    BundleOutcome(validator.version, results).to_json(),
-                    now=now,
-                    not_before=not_before,
+            with stage(STAGE_LOAD, len(updates)):
+                if key:
+                    stored = idempotency.find(session, ref.id, key, not_before)
+                    if stored is not None:
+                        if stored.request_hash != request.request_hash:
+                            raise IdempotencyKeyReused(key)
+                        return BundleOutcome.from_json(stored.response, replayed=True)
+                existing = records.load_records(session, ref.id, (u.data_unit_id for u in updates))
+            with stage(STAGE_PLAN, len(updates)):
+                plan = plan_bundle(
+                    validator,
+                    updates,
+                    existing,
+                    partial=request.partial,
+                    coerce_strings=request.coerce_strings,
                 )
+            if plan.rejected and not request.partial:
+                self.telemetry.bundle_rejected(request.schema, plan.results)
+                raise bundle_rejection(plan)
+            results = plan.results
+            with stage(STAGE_WRITE, len(plan.writes)):
+                records.write_records(session, ref.id, plan.writes, validator.version, now)
+                if key:
+                    idempotency.store(
+                        session,
+                        ref.id,
+                        key,
+                        request.request_hash,
+                        BundleOutcome(validator.version, results).to_json(),
+                        now=now,
+                        not_before=not_before,
+                    )
             started = self._refuse_late_commit(request, timeout)  # raising rolls back
+            committing.enter_context(stage(STAGE_COMMIT))
         return BundleOutcome(validator.version, results, commit_started=started)
 
     def get_metadata(

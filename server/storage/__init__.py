@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Persistence: the tables, sessions and bulk statements of SQLAlchemy, and the migrations."""

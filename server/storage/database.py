@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -174,6 +176,7 @@ class Database:
         else:
             options.update(pool_pre_ping=True)
         self.engine = create_engine(self.url, **options)
+        self.max_connections = 2 * pool_size
         self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
         self._checkpointer: WalCheckpointer | None = None
         self._readers: SqliteReaders | None = None
@@ -189,6 +192,14 @@ class Database:
     @property
     def is_postgresql(self) -> bool:
         return self.dialect == "postgresql"
+
+    def pool_in_use(self) -> int:
+        """Pooled connections lent out now (to sessions and reads)."""
+        return int(self.engine.pool.checkedout())  # type: ignore[attr-defined]
+
+    def pool_idle(self) -> int:
+        """Pooled connections open and waiting to be lent."""
+        return int(self.engine.pool.checkedin())  # type: ignore[attr-defined]
 
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
@@ -225,6 +236,10 @@ class Database:
             raise translate_operational_error(error) from error
         except PoolTimeout as error:
             raise pool_exhausted(self.engine) from error
+        except self.engine.dialect.loaded_dbapi.Error as error:
+            # The pool connects outside SQLAlchemy's wrapping: a database that cannot be
+            # reached raises the driver's own error here (it was INTERNAL).
+            raise translate_driver_error(error) from error
         try:
             cursor = connection.cursor()
             try:
@@ -245,6 +260,76 @@ class Database:
         if self._readers is not None:
             self._readers.close()
         self.engine.dispose()
+
+
+class DatabaseProbe:
+    """Whether the database answers, asked on a connection of the probe's own (never one
+    of the calls' pool, which may be busy without the database being down).
+
+    PostgreSQL: `SELECT 1` on a connection kept open between probes, opened again after
+    a failure; connecting, the statement and unacknowledged sends each time out after
+    `timeout` seconds (libpq counts whole seconds for the connect, at least 2). SQLite:
+    the file's schema version read on a fresh read-write connection, which fails when
+    the file has gone or cannot be opened.
+    """
+
+    def __init__(self, database: Database, timeout: float) -> None:
+        self.timeout = timeout
+        self._url = database.url
+        self._engine: Engine | None = None
+        self._path: str | None = None
+        if database.dialect == "sqlite":
+            assert database.url.database is not None
+            self._path = Path(database.url.database).absolute().as_uri() + "?mode=rw"
+        else:
+            milliseconds = int(timeout * 1000)
+            self._engine = create_engine(
+                self._url,
+                pool_size=1,
+                max_overflow=0,
+                pool_timeout=timeout,
+                connect_args={
+                    "connect_timeout": max(2, math.ceil(timeout)),
+                    "options": f"-c statement_timeout={milliseconds}",
+                    "tcp_user_timeout": milliseconds,
+                    "application_name": "metareg health probe",
+                },
+            )
+
+    def __call__(self) -> str | None:
+        """None if the database answered, else why not (one line, no password)."""
+        try:
+            if self._path is not None:
+                connection = sqlite3.connect(self._path, uri=True, timeout=self.timeout)
+                try:
+                    connection.execute("PRAGMA schema_version").fetchone()
+                finally:
+                    connection.close()
+                return None
+            assert self._engine is not None
+            raw = self._engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                try:
+                    cursor.execute("SELECT 1")
+                    cursor.fetchall()
+                finally:
+                    cursor.close()
+                raw.rollback()
+            except BaseException:
+                raw.invalidate()  # a fresh connection next time
+                raise
+            finally:
+                raw.close()
+            return None
+        except Exception as error:
+            cause = getattr(error, "orig", None) or error
+            text = str(cause).strip().splitlines()
+            return f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
 
 
 class SqliteReaders:
