@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metareg.server.service.query import prefix_end
+from metareg.server.domain.query.facets import prefix_end
 from metareg.v1 import metadata_pb2 as mpb
 
 from . import builders as b

@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session
 from ..domain.access import ANONYMOUS, Caller
 from ..domain.bundle import MetadataUpdate, Outcome, StoredRecord, check_update
 from ..domain.bundle import plan_bundle as plan_updates
-from ..domain.errors import FieldViolation, InvalidArgument, InvalidPageToken, TooManyMatches
-from ..domain.names import data_unit_id_problem, is_utf8, shorten
+from ..domain.errors import InvalidArgument, InvalidPageToken, TooManyMatches
+from ..domain.names import data_unit_id_problem, is_utf8
 from ..domain.query.checker import (
     Among,
     Checked,
@@ -42,6 +42,7 @@ from ..domain.query.checker import (
     compile_ordering,
 )
 from ..domain.query.evaluate import matches, references_embeddings
+from ..domain.query.facets import DEFAULT_FACETS, MAX_FACETS, facet_key, prefix_end, whole_in_index
 from ..domain.query.index import (
     INDEX_PREFIX,
     Driver,
@@ -56,7 +57,7 @@ from ..domain.query.index import (
     table_for,
 )
 from ..domain.reports import filter_update_rejection, patch_rejection
-from ..domain.schema import VARCHAR_MAX_LENGTH, KeyDefinition, KeyState, KeyType, SchemaState
+from ..domain.schema import KeyDefinition, KeyType
 from ..domain.validator import MAX_RECORD_BYTES, CompiledValidator
 from ..storage import audit, index, records
 from .common import (
@@ -102,53 +103,6 @@ class ValueFacets:
     schema_version: int
 
 
-DEFAULT_FACETS = 20
-MAX_FACETS = 1000
-FACET_TYPES = frozenset(
-    {KeyType.VARCHAR, KeyType.ENUM, KeyType.UUID, KeyType.BOOLEAN, KeyType.NUMBER}
-)
-_PREFIX_TYPES = frozenset({KeyType.VARCHAR, KeyType.ENUM, KeyType.UUID})
-
-
-def _facet_key(state: SchemaState, key: str, prefix: str) -> KeyDefinition:
-    """The visible key whose values are listed; InvalidArgument naming it otherwise."""
-    definition = state.get(key)
-    if definition is None or definition.state is KeyState.HARD_DELETED:
-        raise _bad_facet("key", f"schema has no key {shorten(key)}")
-    if definition.state is KeyState.SOFT_DELETED:
-        raise _bad_facet("key", f'key "{key}" is soft-deleted; restore it to list its values')
-    if definition.type not in FACET_TYPES:
-        raise _bad_facet(
-            "key",
-            f'key "{key}" is of type {definition.type}; values are listed for varchar, '
-            "enum, uuid, boolean and number keys",
-        )
-    if prefix and definition.type not in _PREFIX_TYPES:
-        raise _bad_facet(
-            "prefix",
-            f'key "{key}" is of type {definition.type}: a prefix applies to varchar, enum '
-            f"and uuid keys only, got prefix {shorten(prefix)}",
-        )
-    if not is_utf8(prefix) or "\x00" in prefix:
-        raise _bad_facet("prefix", "prefix must be UTF-8 text without NUL characters")
-    return definition
-
-
-def _bad_facet(field: str, description: str) -> InvalidArgument:
-    return InvalidArgument(description, [FieldViolation(field, description)])
-
-
-def _whole_in_index(definition: KeyDefinition) -> bool:
-    """Whether every value of the key fits its index entry uncut (see INDEX_PREFIX)."""
-    match definition.type:
-        case KeyType.VARCHAR:
-            return (definition.max_length or VARCHAR_MAX_LENGTH) <= INDEX_PREFIX
-        case KeyType.ENUM:
-            return all(len(option) <= INDEX_PREFIX for option in definition.enum_options)
-        case _:
-            return True  # numbers, booleans and uuids
-
-
 def _indexed_counts(session: Session, schema_id: int, definition: KeyDefinition, prefix: str,
                     limit: int) -> list[tuple[object, int]] | None:  # fmt: skip
     """Counts read from the key's index alone (one statement, so one snapshot), or None
@@ -160,7 +114,7 @@ def _indexed_counts(session: Session, schema_id: int, definition: KeyDefinition,
     long, no such value belongs among the returned ones either, and `more` holds too.
     A prefix longer than the entries keep cannot be matched against them at all.
     """
-    whole = _whole_in_index(definition)
+    whole = whole_in_index(definition)
     if not whole and len(prefix) > INDEX_PREFIX:
         return None
     low, high = (prefix, prefix_end(prefix)) if prefix else (None, None)
@@ -171,19 +125,6 @@ def _indexed_counts(session: Session, schema_id: int, definition: KeyDefinition,
     if definition.type is KeyType.BOOLEAN:
         return [(value == 1.0, n) for value, n in counted]
     return list(counted)
-
-
-def prefix_end(prefix: str) -> str | None:
-    """The least string above every string that starts with `prefix`, in code point
-    order (None when there is none): the exclusive end of the prefix's range."""
-    while prefix:
-        last = ord(prefix[-1]) + 1
-        if last == 0xD800:  # surrogates are never stored: skip over them
-            last = 0xE000
-        if last <= 0x10FFFF:
-            return prefix[:-1] + chr(last)
-        prefix = prefix[:-1]
-    return None
 
 
 class _Order:
@@ -407,7 +348,7 @@ class QueryService:
         limit = min(requested or DEFAULT_FACETS, MAX_FACETS)
         with self.db.session() as session:
             query, validator = self._open(session, schema, filter_text)
-            definition = _facet_key(validator.state, key, prefix)
+            definition = facet_key(validator.state, key, prefix)
             if query.checked is None and key in validator.indexed:
                 counted = _indexed_counts(session, query.schema_id, definition, prefix, limit + 1)
                 if counted is not None:

@@ -425,6 +425,15 @@ def scan_records(
         conditions.append(_holds_any(session, wanted))
     if undeclared_outside is not None:
         conditions.append(_has_undeclared(session, undeclared_outside))
+    for rows in _batches_where(session, schema_id, conditions, batch_size):
+        yield from ((duid, data) for duid, data in rows)
+
+
+def _batches_where(
+    session: Session, schema_id: int, conditions: Sequence[ColumnElement[bool]], batch_size: int
+) -> Iterator[Sequence[Any]]:
+    """(data_unit_id, data) rows of the records matching any of `conditions`, in
+    data_unit_id order, `batch_size` per statement; nothing when there is no condition."""
     if not conditions:
         return
     after = ""
@@ -437,7 +446,7 @@ def scan_records(
             .order_by(records.c.data_unit_id)
             .limit(batch_size)
         ).all()
-        yield from ((duid, data) for duid, data in rows)
+        yield rows
         if len(rows) < batch_size:
             return
         after = rows[-1][0]
@@ -481,18 +490,7 @@ def scan_lacking(
     vectors = sorted(k for k, embedded in keys.items() if embedded)
     conditions = [_lacks_any(session, group, embedded)
                   for group, embedded in ((scalars, False), (vectors, True)) if group]  # fmt: skip
-    if not conditions:
-        return
-    after = ""
-    connection = session.connection()
-    while True:
-        rows = connection.execute(
-            select(records.c.data_unit_id, records.c.data)
-            .where(records.c.schema_id == schema_id, records.c.data_unit_id > after)
-            .where(or_(*conditions))
-            .order_by(records.c.data_unit_id)
-            .limit(batch_size)
-        ).all()
+    for rows in _batches_where(session, schema_id, conditions, batch_size):
         held = embedding_keys_of(session, schema_id, [r[0] for r in rows]) if vectors else {}
         for duid, data in rows:
             present = held.get(duid, set())
@@ -500,9 +498,6 @@ def scan_lacking(
                 k for k in vectors if k not in present
             ]
             yield duid, sorted(lacking)
-        if len(rows) < batch_size:
-            return
-        after = rows[-1][0]
 
 
 def _touch(version: int) -> dict[str, Any]:
